@@ -1,0 +1,42 @@
+# prep - two commands on a fresh clone: `make run` and `make test`. `make help` lists the rest.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Stamps record what has been installed, so `make run` / `make test` install only when needed.
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP     := $(VENV)/.dev-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-dev run test test-fast bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(RUNTIME_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(RUNTIME_STAMP) ## create .venv/ and install prep with its runtime dependencies (no TensorFlow)
+
+install-dev: $(DEV_STAMP) ## add the test dependencies (pytest, TensorFlow, hypothesis)
+
+run: $(RUNTIME_STAMP) ## convert the embedded demo (scikit-learn digits) into TFRecord shards under outputs/digits/
+	$(PY) -m prep $(ARGS)
+
+test: $(DEV_STAMP) ## run the whole test suite, slow tests included
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(DEV_STAMP) ## run the suite without the slow end-to-end tests
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(DEV_STAMP) ## measure speed and memory against the seed methods and the copy floor
+	$(PY) benchmarks/bench.py $(ARGS)
+
+clean: ## remove the virtualenv and generated outputs
+	rm -rf $(VENV) outputs/*/ multirun .pytest_cache

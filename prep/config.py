@@ -1,0 +1,159 @@
+"""Typed configs for every stage, registered in Hydra's ConfigStore as `base_*` schemas that conf/ files extend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import II, MISSING
+
+
+@dataclass
+class ImageDirSourceConf:
+    _target_: str = "prep.sources.ImageDirSource"
+    image_dir: str = ""
+    extension: Optional[str] = None  # appended to label-file names that have none (CIFAR-10's bare ids)
+
+
+@dataclass
+class DigitsSourceConf:
+    _target_: str = "prep.sources.DigitsSource"
+
+
+@dataclass
+class SpaceLabelsConf:
+    _target_: str = "prep.labels.SpaceLabels"
+    path: str = ""
+
+
+@dataclass
+class JsonlLabelsConf:
+    _target_: str = "prep.labels.JsonlLabels"
+    path: str = ""
+    filename_key: str = "file_name"
+    label_key: str = "label"
+
+
+@dataclass
+class CsvLabelsConf:
+    _target_: str = "prep.labels.CsvLabels"
+    path: str = ""
+    filename_column: str = "filename"
+    label_column: str = "label"
+
+
+@dataclass
+class SubdirLabelsConf:
+    _target_: str = "prep.labels.SubdirLabels"
+
+
+@dataclass
+class EmbeddedLabelsConf:
+    _target_: str = "prep.labels.EmbeddedLabels"
+
+
+@dataclass
+class NoSplitConf:
+    _target_: str = "prep.split.NoSplit"
+    name: str = "train"
+
+
+@dataclass
+class PassthroughEncoderConf:
+    _target_: str = "prep.encoders.PassthroughEncoder"
+    convert_to: Optional[str] = None
+    quality: int = 95
+    max_pixels: int = II("max_pixels")
+
+
+@dataclass
+class ImageEncoderConf:
+    _target_: str = "prep.encoders.ImageEncoder"
+    format: str = "png"
+    quality: int = 95
+    png_compression: int = 3
+    resize: Optional[int] = None
+    channels: Optional[int] = None
+    max_pixels: int = II("max_pixels")
+
+
+@dataclass
+class RawEncoderConf:
+    _target_: str = "prep.encoders.RawEncoder"
+    resize: Optional[int] = None
+    channels: Optional[int] = None
+    max_pixels: int = II("max_pixels")
+
+
+@dataclass
+class TFRecordWriterConf:
+    _target_: str = "prep.writers.TFRecordWriter"
+    shard_size: Optional[int] = 1000
+    num_shards: Optional[int] = None
+    pattern: str = "{dataset}-{split}.tfrecord-{index:05d}-of-{count:05d}"
+    features: Any = II("features")
+    compression: Optional[str] = None
+    dali_index: bool = False
+
+
+@dataclass
+class OFRecordWriterConf:
+    _target_: str = "prep.writers.OFRecordWriter"
+    shard_size: Optional[int] = None
+    num_shards: Optional[int] = 5
+    pattern: str = "{split}/part-{index}"
+    features: Any = II("features")
+
+
+@dataclass
+class LocalExecutorConf:
+    _target_: str = "prep.executors.LocalExecutor"
+    workers: Optional[int] = None
+
+
+@dataclass
+class PrepConf:
+    """The top-level keys; the stage groups are filled in by conf/config.yaml's defaults list."""
+
+    name: str = MISSING  # the dataset name: run directory, shard names, summary
+    output_dir: str = II("hydra:runtime.output_dir")
+    limit: Optional[int] = None
+    on_error: str = "skip"
+    overwrite: bool = False
+    max_pixels: int = 20_000 * 20_000
+    progress: bool = True
+    features: Any = field(default_factory=dict)
+    source: Any = MISSING
+    labels: Any = MISSING
+    split: Any = MISSING
+    encoder: Any = MISSING
+    writer: Any = MISSING
+    executor: Any = MISSING
+
+
+SCHEMAS = {
+    "source": {"image_dir": ImageDirSourceConf, "digits": DigitsSourceConf},
+    "labels": {
+        "space": SpaceLabelsConf,
+        "jsonl": JsonlLabelsConf,
+        "csv": CsvLabelsConf,
+        "subdirs": SubdirLabelsConf,
+        "embedded": EmbeddedLabelsConf,
+    },
+    "split": {"none": NoSplitConf},
+    "encoder": {"passthrough": PassthroughEncoderConf, "image": ImageEncoderConf, "raw": RawEncoderConf},
+    "writer": {"tfrecord": TFRecordWriterConf, "ofrecord": OFRecordWriterConf},
+    "executor": {"local": LocalExecutorConf},
+}
+
+# Keys that say where and how a run happens, not what it writes: left out of the config fingerprint.
+RUNTIME_KEYS = ("output_dir", "overwrite", "progress", "executor")
+
+
+def register() -> None:
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=PrepConf)
+    for group, schemas in SCHEMAS.items():
+        for name, schema in schemas.items():
+            store.store(group=group, name=f"base_{name}", node=schema)

@@ -1,0 +1,185 @@
+"""Encoders: turn what a source read (file bytes or an RGB pixel array) into the bytes a record stores."""
+
+from __future__ import annotations
+
+from prep.errors import ConfigError, EncodeError
+from prep.headers import HEADER_FORMATS, is_complete, read_header, sniff_format
+from prep.stages import Encoded
+
+# OpenCV's file extension for each output format, and the formats each encoder accepts.
+_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "tiff": ".tiff", "webp": ".webp", "bmp": ".bmp"}
+DEFAULT_MAX_PIXELS = 20_000 * 20_000
+
+
+def _cv2():
+    import cv2
+
+    return cv2
+
+
+def _check_max_pixels(max_pixels: int) -> None:
+    if max_pixels < 1:
+        raise ConfigError(f"max_pixels={max_pixels}: must be a positive number of pixels")
+
+
+def _guard(height: int, width: int, max_pixels: int) -> None:
+    if height * width > max_pixels:
+        raise EncodeError(f"{width}x{height} is over max_pixels={max_pixels} (a decompression-bomb guard; raise it to convert)")
+
+
+def decode(payload, channels: int | None, max_pixels: int):
+    """Pixels in OpenCV's order (BGR, or one gray plane) from file bytes or an RGB/gray array.
+
+    channels: None keeps gray as gray and colour as colour (alpha dropped); 1 or 3 forces it.
+    """
+    cv2 = _cv2()
+    import numpy as np
+
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        if sniff_format(bytes(payload[:16])) in HEADER_FORMATS:
+            info = read_header(bytes(payload))
+            _guard(info.height, info.width, max_pixels)
+        flag = {None: cv2.IMREAD_ANYCOLOR, 1: cv2.IMREAD_GRAYSCALE, 3: cv2.IMREAD_COLOR}[channels]
+        pixels = cv2.imdecode(np.frombuffer(payload, np.uint8), flag)
+        if pixels is None:
+            raise EncodeError("cannot decode the image data")
+        _guard(pixels.shape[0], pixels.shape[1], max_pixels)
+        return pixels
+    pixels = np.ascontiguousarray(payload)
+    if pixels.dtype != np.uint8:
+        raise EncodeError(f"pixel array of {pixels.dtype}: expected uint8")
+    gray = pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 1)
+    if gray:
+        pixels = pixels.reshape(pixels.shape[0], pixels.shape[1])
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR) if channels == 3 else pixels
+    if pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
+        raise EncodeError(f"pixel array of shape {pixels.shape}: expected HxW, HxWx3 or HxWx4")
+    # Arrays arrive in RGB order; OpenCV encodes BGR, so convert or the colours swap.
+    code = cv2.COLOR_RGB2GRAY if channels == 1 else cv2.COLOR_RGB2BGR
+    if pixels.shape[2] == 4:
+        code = cv2.COLOR_RGBA2GRAY if channels == 1 else cv2.COLOR_RGBA2BGR
+    return cv2.cvtColor(pixels, code)
+
+
+def resize_shorter_side(pixels, size: int | None):
+    """Scale so the shorter side is `size`, keeping the aspect ratio; never upsamples."""
+    if not size:
+        return pixels
+    height, width = pixels.shape[:2]
+    shorter = min(height, width)
+    if shorter <= size:
+        return pixels
+    scale = size / shorter
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return _cv2().resize(pixels, new, interpolation=_cv2().INTER_AREA)
+
+
+def _shape(pixels) -> tuple[int, int, int]:
+    return pixels.shape[0], pixels.shape[1], 1 if pixels.ndim == 2 else pixels.shape[2]
+
+
+class ImageEncoder:
+    """Decode (or take the pixel array) and encode with OpenCV: encoder=jpeg|png|tiff|webp."""
+
+    def __init__(
+        self,
+        format: str = "png",
+        quality: int = 95,
+        png_compression: int = 3,
+        resize: int | None = None,
+        channels: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        if format not in _EXTENSIONS:
+            raise ConfigError(f"encoder.format={format!r}: choose one of {sorted(_EXTENSIONS)}")
+        if not 0 <= quality <= 100:
+            raise ConfigError(f"encoder.quality={quality}: must be 0..100")
+        if not 0 <= png_compression <= 9:
+            raise ConfigError(f"encoder.png_compression={png_compression}: must be 0..9")
+        if resize is not None and resize < 1:
+            raise ConfigError(f"encoder.resize={resize}: must be a positive size in pixels, or null")
+        if channels not in (None, 1, 3):
+            raise ConfigError(f"encoder.channels={channels}: must be 1 (grayscale), 3 (colour) or null (as the source)")
+        _check_max_pixels(max_pixels)
+        self.format = format
+        self.quality = quality
+        self.png_compression = png_compression
+        self.resize = resize
+        self.channels = channels
+        self.max_pixels = max_pixels
+
+    def check(self, source) -> None:
+        pass
+
+    def _params(self) -> list[int]:
+        cv2 = _cv2()
+        if self.format == "jpeg":
+            return [cv2.IMWRITE_JPEG_QUALITY, self.quality]
+        if self.format == "webp":
+            return [cv2.IMWRITE_WEBP_QUALITY, max(1, self.quality)]
+        if self.format == "png":
+            return [cv2.IMWRITE_PNG_COMPRESSION, self.png_compression]
+        return []
+
+    def encode(self, payload) -> Encoded:
+        pixels = resize_shorter_side(decode(payload, self.channels, self.max_pixels), self.resize)
+        ok, buf = _cv2().imencode(_EXTENSIONS[self.format], pixels, self._params())
+        if not ok:
+            raise EncodeError(f"OpenCV could not encode {pixels.shape} pixels as {self.format}")
+        height, width, channels = _shape(pixels)
+        return Encoded(buf.tobytes(), self.format, height, width, channels, "GRAY" if channels == 1 else "RGB")
+
+
+class RawEncoder:
+    """Decoded pixels as raw uint8 bytes, height x width x channels, RGB order for colour."""
+
+    def __init__(self, resize: int | None = None, channels: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self._image = ImageEncoder("png", resize=resize, channels=channels, max_pixels=max_pixels)
+
+    def check(self, source) -> None:
+        pass
+
+    def encode(self, payload) -> Encoded:
+        image = self._image
+        pixels = resize_shorter_side(decode(payload, image.channels, image.max_pixels), image.resize)
+        if pixels.ndim == 3:
+            pixels = _cv2().cvtColor(pixels, _cv2().COLOR_BGR2RGB)
+        height, width, channels = _shape(pixels)
+        return Encoded(pixels.tobytes(), "raw", height, width, channels, "GRAY" if channels == 1 else "RGB")
+
+
+class PassthroughEncoder:
+    """Keeps the file's bytes untouched; format and shape come from the header, pixels are never decoded.
+
+    convert_to: re-encode only the inputs that are not already in that format, or are CMYK
+    (what TensorFlow's classic ImageNet converter did for ImageNet's PNG and CMYK files).
+    """
+
+    def __init__(self, convert_to: str | None = None, quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        _check_max_pixels(max_pixels)
+        self.convert_to = convert_to or None
+        self.max_pixels = max_pixels
+        self._convert = ImageEncoder(convert_to, quality=quality, channels=3, max_pixels=max_pixels) if convert_to else None
+
+    def check(self, source) -> None:
+        if source.payload != "bytes":
+            raise ConfigError(
+                f"encoder=passthrough keeps encoded files as they are, but {source.describe()} yields pixel arrays: "
+                "choose encoder=png, jpeg or raw"
+            )
+
+    def encode(self, payload: bytes) -> Encoded:
+        fmt = sniff_format(payload)
+        if fmt is not None and fmt not in HEADER_FORMATS:  # e.g. TIFF: decode once for the shape
+            if self._convert is not None:
+                return self._convert.encode(payload)
+            height, width, channels = _shape(decode(payload, None, self.max_pixels))
+            return Encoded(payload, fmt, height, width, channels)
+        info = read_header(payload)  # raises with the reason for empty or unknown files
+        if not is_complete(payload, info.format):
+            end = "EOI marker" if info.format == "jpeg" else "IEND chunk"
+            raise EncodeError(f"truncated {info.format}: the file does not end with its {end}")
+        _guard(info.height, info.width, self.max_pixels)
+        if self._convert is None or (info.format == self.convert_to and info.colorspace != "CMYK"):
+            return Encoded(payload, info.format, info.height, info.width, info.channels, info.colorspace)
+        return self._convert.encode(payload)

@@ -1,0 +1,1 @@
+"""Byte-level record formats: protobuf wire encoding, TFRecord framing, OFRecord framing."""

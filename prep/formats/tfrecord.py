@@ -1,0 +1,125 @@
+"""TFRecord: framing (length, masked CRC-32C of the length, payload, masked CRC-32C of the payload) and tf.train.Example."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import BinaryIO
+
+import google_crc32c
+
+from prep.errors import PrepError
+from prep.formats import protowire
+from prep.formats.protowire import Kind
+
+# Feature oneof of tensorflow/core/example/feature.proto.
+KINDS = {
+    "bytes": Kind("bytes", 1, "bytes"),
+    "float": Kind("float", 2, "<f"),
+    "int64": Kind("int64", 3, "varint"),
+}
+_KINDS_BY_FIELD = {kind.field: kind for kind in KINDS.values()}
+_MASK_DELTA = 0xA282EAD8
+
+
+class RecordError(PrepError):
+    """A TFRecord file whose framing or checksums are wrong."""
+
+
+def mask(crc: int) -> int:
+    """TFRecord stores CRCs rotated and offset, because CRCs of data that contains CRCs are weak."""
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def masked_crc(data: bytes) -> int:
+    return mask(google_crc32c.value(data))
+
+
+def frame_header(size: int) -> bytes:
+    length = struct.pack("<Q", size)
+    return length + struct.pack("<I", masked_crc(length))
+
+
+def frame(payload: bytes) -> bytes:
+    """One whole framed record; the writer streams the same bytes without joining them."""
+    return frame_header(len(payload)) + payload + struct.pack("<I", masked_crc(payload))
+
+
+def payload_footer(chunks: Sequence[bytes]) -> bytes:
+    crc = 0
+    for chunk in chunks:
+        crc = google_crc32c.extend(crc, chunk)
+    return struct.pack("<I", mask(crc))
+
+
+def example_chunks(features: Mapping[str, tuple[str, Sequence]]) -> protowire.Chunks:
+    """A serialized tf.train.Example as chunks; `features` maps key -> (kind name, values)."""
+    return protowire.wrap_message(1, protowire.encode_feature_map({k: (KINDS[t], v) for k, (t, v) in features.items()}))
+
+
+def encode_example(features: Mapping[str, tuple[str, Sequence]]) -> bytes:
+    return protowire.join(example_chunks(features))
+
+
+def decode_example(data: bytes) -> dict[str, tuple[str, list]]:
+    """Parse a serialized tf.train.Example into {key: (kind name, values)}."""
+    for field, wire, value in protowire._fields(memoryview(data), 0, len(data)):
+        if field == 1 and wire == 2:
+            return protowire.decode_feature_map(value, _KINDS_BY_FIELD)
+    return {}
+
+
+def open_compressed(path: str, compression: str | None) -> BinaryIO:
+    if compression == "gzip":
+        return gzip.open(path, "rb")
+    if compression == "zlib":
+        return _ZlibReader(path)
+    return open(path, "rb")
+
+
+class _ZlibReader:
+    """Minimal read-only stream over a zlib-compressed file (TFRecordDataset's compression_type='ZLIB')."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as f:
+            self._data = memoryview(zlib.decompress(f.read()))
+        self._pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else min(len(self._data), self._pos + size)
+        out = bytes(self._data[self._pos : end])
+        self._pos = end
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._data.release()
+
+
+def read_records(stream: BinaryIO, name: str = "<stream>") -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, payload) of every record, checking both CRCs; RecordError names the record and offset."""
+    offset = 0
+    index = 0
+    while True:
+        head = stream.read(12)
+        if not head:
+            return
+        if len(head) < 12:
+            raise RecordError(f"{name}: record {index} at byte {offset}: truncated length header")
+        (size,) = struct.unpack("<Q", head[:8])
+        (crc,) = struct.unpack("<I", head[8:])
+        if crc != masked_crc(head[:8]):
+            raise RecordError(f"{name}: record {index} at byte {offset}: length CRC mismatch")
+        payload = stream.read(size)
+        footer = stream.read(4)
+        if len(payload) < size or len(footer) < 4:
+            raise RecordError(f"{name}: record {index} at byte {offset}: truncated payload")
+        if struct.unpack("<I", footer)[0] != masked_crc(payload):
+            raise RecordError(f"{name}: record {index} at byte {offset}: payload CRC mismatch")
+        yield offset, payload
+        offset += 16 + size
+        index += 1

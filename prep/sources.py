@@ -1,0 +1,139 @@
+"""Sources: where images come from (a folder of files, scikit-learn's digits) and how a shard task reads one."""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+from typing import NamedTuple
+
+from prep.errors import EncodeError, InputError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+class LabelEntry(NamedTuple):
+    """One labelled image as a label file (or a source with embedded labels) names it."""
+
+    name: str
+    label: str
+    where: str  # "file:line" for messages
+    ref: object = None  # set by sources that know how to find the image without a path
+
+
+class ImageDirSource:
+    """A folder of encoded image files; label files name them by path relative to `image_dir`."""
+
+    payload = "bytes"
+
+    def __init__(self, image_dir: str, extension: str | None = None) -> None:
+        if not image_dir:
+            raise InputError("source.image_dir is not set: give the folder of images, e.g. source.image_dir=/data/val")
+        if extension and not extension.startswith("."):
+            extension = "." + extension
+        self.image_dir = image_dir
+        self.extension = extension or None
+        self._listing: tuple[set[str], set[str]] | None = None
+
+    def __getstate__(self) -> dict:
+        # Shard tasks only read files; the folder listing stays with the planner.
+        return {**self.__dict__, "_listing": None}
+
+    def check(self) -> None:
+        if not os.path.isdir(self.image_dir):
+            raise InputError(f"source.image_dir={self.image_dir}: no such folder")
+
+    def describe(self) -> str:
+        return self.image_dir
+
+    def _scan(self) -> tuple[set[str], set[str]]:
+        """All files below the folder (relative posix paths) and the symlinks among them that lead outside it."""
+        if self._listing is None:
+            self.check()
+            root = os.path.realpath(self.image_dir)
+            files: set[str] = set()
+            escaping: set[str] = set()
+            stack = [""]
+            while stack:
+                rel = stack.pop()
+                try:
+                    entries = list(os.scandir(os.path.join(self.image_dir, rel)))
+                except OSError as err:
+                    raise InputError(f"{os.path.join(self.image_dir, rel)}: cannot list folder: {err.strerror}") from None
+                for entry in entries:
+                    path = posixpath.join(rel, entry.name) if rel else entry.name
+                    if entry.is_symlink():
+                        target = os.path.realpath(entry.path)
+                        if os.path.commonpath([root, target]) != root:
+                            escaping.add(path)
+                            continue
+                    if entry.is_dir():
+                        stack.append(path)
+                    elif entry.is_file():
+                        files.add(path)
+            self._listing = (files, escaping)
+        return self._listing
+
+    def files(self) -> list[str]:
+        """Every file below the folder, sorted, as relative posix paths."""
+        return sorted(self._scan()[0])
+
+    def image_files(self) -> list[str]:
+        return [f for f in self.files() if f.lower().endswith(IMAGE_EXTENSIONS) and not posixpath.basename(f).startswith(".")]
+
+    def resolve(self, name: str) -> str:
+        """The relative path of a named image; EncodeError with the reason when it cannot be used."""
+        path = name.strip().replace("\\", "/")
+        if self.extension and not posixpath.splitext(path)[1]:
+            path += self.extension
+        if path.startswith("/") or posixpath.isabs(path) or (len(path) > 1 and path[1] == ":"):
+            raise EncodeError("absolute path: label files name images relative to source.image_dir")
+        path = posixpath.normpath(path)
+        if path == ".." or path.startswith("../"):
+            raise EncodeError("path escapes source.image_dir")
+        files, escaping = self._scan()
+        if path in escaping:
+            raise EncodeError("symlink points outside source.image_dir")
+        if path not in files:
+            raise EncodeError("listed in the label file but missing from source.image_dir")
+        return path
+
+    def labelled_entries(self) -> list[LabelEntry]:
+        raise InputError("source=image_dir has no labels of its own: choose labels=space|jsonl|csv|subdirs")
+
+    def read(self, ref: str) -> bytes:
+        try:
+            with open(os.path.join(self.image_dir, ref), "rb") as f:
+                return f.read()
+        except OSError as err:
+            raise EncodeError(f"cannot read: {err.strerror}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _digits():
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # 0..16 intensities -> 0..255, rounded the same way everywhere so shards are reproducible.
+    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    return images, digits.target
+
+
+class DigitsSource:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 real images, 10 classes): the embedded demo."""
+
+    payload = "array"
+
+    def check(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return "sklearn.datasets.load_digits"
+
+    def labelled_entries(self) -> list[LabelEntry]:
+        _, targets = _digits()
+        return [LabelEntry(f"digit_{i:04d}", str(int(t)), f"digits[{i}]", i) for i, t in enumerate(targets)]
+
+    def read(self, ref: int):
+        return _digits()[0][ref]

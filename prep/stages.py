@@ -1,0 +1,64 @@
+"""The values that flow between stages: items from the reader, encoded images, records, shard plans and results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple, Union
+
+# What a source hands the encoder: the bytes of an encoded image file, or a uint8 pixel array
+# (height x width, or height x width x channels in RGB order).
+Payload = Union[bytes, "numpy.ndarray"]  # noqa: F821
+
+
+class Item(NamedTuple):
+    """One image to convert. A tuple, because the item table is the only thing that grows with the dataset."""
+
+    name: str  # relative path (or generated id): written as image/filename and used in every message
+    label: int
+    ref: Union[str, int]  # how the source finds the image again: a relative path, an index, a byte offset
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """An encoded image and the facts a record stores about it."""
+
+    data: bytes
+    format: str  # "jpeg", "png", "raw", ...
+    height: int
+    width: int
+    channels: int
+    colorspace: str = ""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An image left out of the output, and why."""
+
+    source: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Everything one shard task needs besides the stages: where to write and which items, in order."""
+
+    path: str  # relative to the output directory
+    split: str
+    index: int
+    count: int
+    items: tuple[Item, ...]
+
+
+@dataclass
+class ShardResult:
+    path: str
+    split: str
+    num_records: int
+    bytes: int
+    sha256: str
+    class_counts: dict[int, int] = field(default_factory=dict)
+    skipped: list[Skip] = field(default_factory=list)
+    extra_files: list[str] = field(default_factory=list)  # e.g. DALI index files written beside the shard

@@ -1,0 +1,81 @@
+"""summary.json: what a run wrote, written last so that its presence means the run finished."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+from prep import __version__
+from prep.errors import ConfigError, WriteError
+from prep.stages import ShardResult
+
+SUMMARY = "summary.json"
+
+
+def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuse to write over a finished run or foreign files unless overwrite=true; never delete anything else."""
+    path = os.path.join(output_dir, SUMMARY)
+    if os.path.exists(path):
+        if not overwrite:
+            raise ConfigError(f"output_dir={output_dir} already holds a finished run ({SUMMARY}); pass overwrite=true to replace it")
+        os.remove(path)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as err:
+        raise WriteError(f"output_dir={output_dir}: cannot create: {err.strerror}") from None
+
+
+def build(*, name: str, writer, listing, splits: list[str], results: list[ShardResult], seconds: float, run_info: dict) -> dict:
+    per_split: dict[str, dict] = {}
+    for split in splits:
+        counts: Counter = Counter()
+        for result in results:
+            if result.split == split:
+                counts.update(result.class_counts)
+        per_split[split] = {
+            "num_records": sum(counts.values()),
+            "num_shards": sum(1 for r in results if r.split == split),
+            "classes": {str(label): counts[label] for label in sorted(counts)},
+        }
+    skipped = [s.as_dict() for s in listing.skipped] + [s.as_dict() for r in results for s in r.skipped]
+    num_records = sum(r.num_records for r in results)
+    return {
+        "dataset": name,
+        "format": writer.format,
+        "compression": getattr(writer, "compression", None),
+        "num_records": num_records,
+        "splits": per_split,
+        "shards": [
+            {"path": r.path, "split": r.split, "num_records": r.num_records, "bytes": r.bytes, "sha256": r.sha256}
+            for r in results
+        ],
+        "label_map": listing.label_map,
+        "features": writer.feature_types(listing.class_names is not None),
+        "skipped": skipped,
+        "unlabelled": {"count": len(listing.unlabelled), "examples": listing.unlabelled[:20]},
+        "seconds": round(seconds, 3),
+        "records_per_second": round(num_records / seconds, 1) if seconds > 0 else 0.0,
+        "version": __version__,
+        **run_info,
+    }
+
+
+def write(output_dir: str, summary: dict) -> None:
+    path = os.path.join(output_dir, SUMMARY)
+    try:
+        with open(path + ".partial", "w") as f:
+            json.dump(summary, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(path + ".partial", path)
+    except OSError as err:
+        raise WriteError(f"{path}: cannot write: {err.strerror}") from None
+
+
+def load(output_dir: str) -> dict:
+    path = os.path.join(output_dir, SUMMARY)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{output_dir}: no {SUMMARY}; not a finished prep run") from None

@@ -1,0 +1,290 @@
+"""Writers: which features a record holds, how records are framed, how shards are named and written safely."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import string
+import zlib
+from collections.abc import Mapping
+
+from prep.errors import ConfigError, WriteError
+from prep.formats import ofrecord, tfrecord
+from prep.stages import Encoded, Item
+
+# The values a record can hold, and the type each is stored as unless the feature spec says otherwise.
+FIELD_TYPES = {
+    "encoded": "bytes",
+    "format": "bytes",
+    "height": "int64",
+    "width": "int64",
+    "channels": "int64",
+    "colorspace": "bytes",
+    "label": "int64",
+    "text": "bytes",
+    "filename": "bytes",
+}
+_NUMERIC = ("height", "width", "channels", "label")
+_PATTERN_FIELDS = {"dataset", "split", "index", "number", "count"}
+
+
+def record_values(item: Item, encoded: Encoded, class_names: list[str] | None) -> dict:
+    """Field -> value for one record; `text` is None when labels are integers (no class names)."""
+    return {
+        "encoded": encoded.data,
+        "format": encoded.format.encode(),
+        "height": encoded.height,
+        "width": encoded.width,
+        "channels": encoded.channels,
+        "colorspace": encoded.colorspace.encode(),
+        "label": item.label,
+        "text": class_names[item.label].encode() if class_names else None,
+        "filename": item.name.encode(),
+    }
+
+
+class _HashingFile:
+    """The raw shard file: counts and hashes every byte as it goes out."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "wb", buffering=1 << 20)
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self._file.write(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class ShardSink:
+    """One shard being written: to `<name>.partial`, renamed to its final name only when complete.
+
+    A run that dies part-way leaves at most a `.partial` file, never a final name with half a shard.
+    """
+
+    def __init__(self, writer: "RecordWriter", output_dir: str, path: str) -> None:
+        self.writer = writer
+        self.final = os.path.join(output_dir, path)
+        self.partial = self.final + ".partial"
+        self.num_records = 0
+        self._offset = 0  # position in the uncompressed stream, for DALI index lines
+        self._index: list[str] | None = [] if getattr(writer, "dali_index", False) else None
+        try:
+            os.makedirs(os.path.dirname(self.final), exist_ok=True)
+            self._raw = _HashingFile(self.partial)
+        except OSError as err:
+            raise WriteError(f"{self.final}: cannot create shard: {err.strerror}") from None
+        compression = getattr(writer, "compression", None)
+        self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6) if compression == "gzip" else None
+        self._zlib = zlib.compressobj(6) if compression == "zlib" else None
+
+    def _out(self, data: bytes) -> None:
+        if self._gzip is not None:
+            self._gzip.write(data)
+        elif self._zlib is not None:
+            self._raw.write(self._zlib.compress(data))
+        else:
+            self._raw.write(data)
+
+    def write(self, values: Mapping[str, object]) -> None:
+        try:
+            size = 0
+            for chunk in self.writer.frame(values):
+                self._out(chunk)
+                size += len(chunk)
+        except OSError as err:
+            raise WriteError(f"{self.final}: write failed: {err.strerror}") from None
+        if self._index is not None:
+            self._index.append(f"{self._offset} {size}\n")
+        self._offset += size
+        self.num_records += 1
+
+    def commit(self) -> tuple[int, str, list[str]]:
+        """Finish the shard under its final name; returns (bytes, sha256, extra files written beside it)."""
+        extra = []
+        try:
+            if self._gzip is not None:
+                self._gzip.close()
+            if self._zlib is not None:
+                self._raw.write(self._zlib.flush())
+            self._raw.close()
+            if self._index is not None:
+                index_path = self.final + ".idx"
+                with open(index_path + ".partial", "w") as f:
+                    f.writelines(self._index)
+                os.replace(index_path + ".partial", index_path)
+                extra.append(index_path)
+            os.replace(self.partial, self.final)
+        except OSError as err:
+            self.abort()
+            raise WriteError(f"{self.final}: cannot finish shard: {err.strerror}") from None
+        return self._raw.size, self._raw.sha256.hexdigest(), extra
+
+    def abort(self) -> None:
+        try:
+            self._raw.close()
+        except OSError:
+            pass
+        for path in (self.partial, self.final + ".idx.partial"):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> "ShardSink":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+class RecordWriter:
+    """What every record format shares: sharding, shard naming and the feature spec."""
+
+    format = ""
+    types: tuple[str, ...] = ()
+
+    def __init__(self, shard_size: int | None, num_shards: int | None, pattern: str, features: Mapping[str, str]) -> None:
+        if shard_size is not None and num_shards is not None:
+            raise ConfigError(
+                f"writer.shard_size={shard_size} and writer.num_shards={num_shards} are both set: choose one "
+                f"(add writer.shard_size=null to use writer.num_shards)"
+            )
+        if shard_size is None and num_shards is None:
+            raise ConfigError("set writer.shard_size (records per shard) or writer.num_shards (shards per split)")
+        for key, value in (("shard_size", shard_size), ("num_shards", num_shards)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"writer.{key}={value}: must be a positive integer")
+        self.shard_size = shard_size
+        self.num_shards = num_shards
+        self.pattern = _check_pattern(pattern)
+        self.features = self._parse_features(features)
+
+    def _parse_features(self, features: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+        """{key: "field" or "field:type"} -> {key: (field, type)}; a null value leaves the key out."""
+        parsed = {}
+        for key, spec in (features or {}).items():
+            if spec is None:
+                continue
+            field, _, kind = str(spec).partition(":")
+            if field not in FIELD_TYPES:
+                raise ConfigError(f"writer.features.{key}={spec!r}: unknown field {field!r}; fields are {sorted(FIELD_TYPES)}")
+            kind = kind or FIELD_TYPES[field]
+            if kind not in self.types:
+                raise ConfigError(f"writer.features.{key}={spec!r}: {self.format} stores {list(self.types)}, not {kind!r}")
+            if (FIELD_TYPES[field] == "bytes") != (kind == "bytes"):
+                raise ConfigError(f"writer.features.{key}={spec!r}: {field} cannot be stored as {kind}")
+            parsed[key] = (field, kind)
+        if not any(field == "encoded" for field, _ in parsed.values()):
+            raise ConfigError(f"writer.features has no key for the image (a value 'encoded'): {dict(features or {})}")
+        return parsed
+
+    def feature_types(self, has_text: bool) -> dict[str, str]:
+        return {key: kind for key, (field, kind) in self.features.items() if has_text or field != "text"}
+
+    def shard_sizes(self, num_items: int, split: str) -> list[int]:
+        """Records per shard for a split: full shards of shard_size, or num_shards as even as possible."""
+        if self.num_shards is None:
+            return [min(self.shard_size, num_items - start) for start in range(0, num_items, self.shard_size)]
+        if self.num_shards > num_items:
+            raise ConfigError(
+                f"writer.num_shards={self.num_shards} is more than the {num_items} images of split {split!r}: "
+                "a shard is never empty, so lower num_shards or use writer.shard_size"
+            )
+        base, extra = divmod(num_items, self.num_shards)
+        return [base + (1 if i < extra else 0) for i in range(self.num_shards)]
+
+    def shard_path(self, dataset: str, split: str, index: int, count: int) -> str:
+        return self.pattern.format(dataset=dataset, split=split, index=index, number=index + 1, count=count)
+
+    def open(self, output_dir: str, path: str) -> ShardSink:
+        return ShardSink(self, output_dir, path)
+
+    def typed(self, values: Mapping[str, object]) -> dict[str, tuple[str, list]]:
+        out = {}
+        for key, (field, kind) in self.features.items():
+            value = values[field]
+            if value is None:
+                continue
+            if kind in ("float", "double"):
+                value = float(value)
+            out[key] = (kind, [value])
+        return out
+
+    def frame(self, values: Mapping[str, object]) -> list[bytes]:
+        raise NotImplementedError
+
+
+def _check_pattern(pattern: str) -> str:
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+    except ValueError as err:
+        raise ConfigError(f"writer.pattern={pattern!r}: {err}") from None
+    unknown = {n.split(".")[0].split("[")[0] for n in names} - _PATTERN_FIELDS
+    if unknown:
+        raise ConfigError(f"writer.pattern={pattern!r}: unknown field(s) {sorted(unknown)}; use {sorted(_PATTERN_FIELDS)}")
+    if not names & {"index", "number"}:
+        raise ConfigError(f"writer.pattern={pattern!r}: needs {{index}} or {{number}} so that shards get distinct names")
+    if pattern.startswith("/") or ".." in pattern.split("/"):
+        raise ConfigError(f"writer.pattern={pattern!r}: must stay inside the output directory")
+    return pattern
+
+
+class TFRecordWriter(RecordWriter):
+    """TFRecord shards of tf.train.Example; optional gzip/zlib compression and DALI index files."""
+
+    format = "tfrecord"
+    types = tuple(tfrecord.KINDS)
+
+    def __init__(
+        self,
+        shard_size: int | None = 1000,
+        num_shards: int | None = None,
+        pattern: str = "{dataset}-{split}.tfrecord-{index:05d}-of-{count:05d}",
+        features: Mapping[str, str] | None = None,
+        compression: str | None = None,
+        dali_index: bool = False,
+    ) -> None:
+        super().__init__(shard_size, num_shards, pattern, features or {})
+        if compression not in (None, "gzip", "zlib"):
+            raise ConfigError(f"writer.compression={compression!r}: choose gzip, zlib or null")
+        if compression and dali_index:
+            raise ConfigError(
+                f"writer.dali_index=true needs uncompressed shards (DALI indexes raw byte offsets), but writer.compression={compression}"
+            )
+        self.compression = compression
+        self.dali_index = dali_index
+
+    def frame(self, values: Mapping[str, object]) -> list[bytes]:
+        chunks, size = tfrecord.example_chunks(self.typed(values))
+        return [tfrecord.frame_header(size), *chunks, tfrecord.payload_footer(chunks)]
+
+
+class OFRecordWriter(RecordWriter):
+    """OneFlow OFRecord part files (`part-0`, ...), one folder per split."""
+
+    format = "ofrecord"
+    types = tuple(ofrecord.KINDS)
+
+    def __init__(
+        self,
+        shard_size: int | None = None,
+        num_shards: int | None = 5,
+        pattern: str = "{split}/part-{index}",
+        features: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(shard_size, num_shards, pattern, features or {})
+
+    def frame(self, values: Mapping[str, object]) -> list[bytes]:
+        chunks, size = ofrecord.record_chunks(self.typed(values))
+        return [ofrecord.frame_header(size), *chunks]
