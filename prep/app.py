@@ -36,7 +36,7 @@ def build(node: DictConfig, group: str):
 def fingerprint(cfg: DictConfig) -> str:
     """sha256 of the resolved config without the keys that only say where and how it runs."""
     data = OmegaConf.to_container(cfg, resolve=False)
-    for key in RUNTIME_KEYS:
+    for key in (*RUNTIME_KEYS, "hydra"):
         data.pop(key, None)
     resolved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(data), {}), resolve=True)
     return "sha256:" + hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import posixpath
 from collections.abc import Iterator
 
 from prep.errors import InputError
@@ -136,13 +135,13 @@ class CsvLabels:
 
 
 class SubdirLabels:
-    """The class of an image is the name of its parent folder (ImageNet train / Keras layout); no label file."""
+    """The class of an image is the top-level folder it is in (ImageNet train / Keras layout); no label file."""
 
     def entries(self, source) -> list[LabelEntry]:
         files = source.image_files()
         out = []
         for name in files:
-            parent = posixpath.basename(posixpath.dirname(name))
+            parent = name.split("/", 1)[0] if "/" in name else ""
             if not parent:
                 raise InputError(
                     f"{source.describe()}/{name}: labels=subdirs needs every image inside a class folder, this one is at the top"
