@@ -1,6 +1,7 @@
 """`python -m prep [overrides]`: compose the config with Hydra and run the conversion."""
 
 import logging
+import os
 import sys
 
 import hydra
@@ -30,5 +31,18 @@ def main(cfg: DictConfig) -> None:
         sys.exit(130)
 
 
+def _absolute_config_paths(argv: list[str]) -> list[str]:
+    """Hydra reads a relative --config-path against prep's own source folder; users mean their working directory."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        for flag in ("--config-path", "-cp", "--config-dir", "-cd"):
+            if arg == flag and i + 1 < len(out) and os.path.isdir(out[i + 1]):
+                out[i + 1] = os.path.abspath(out[i + 1])
+            elif arg.startswith(flag + "=") and os.path.isdir(arg[len(flag) + 1 :]):
+                out[i] = f"{flag}={os.path.abspath(arg[len(flag) + 1:])}"
+    return out
+
+
 if __name__ == "__main__":
+    sys.argv = _absolute_config_paths(sys.argv)
     main()

@@ -57,6 +57,17 @@ class EmbeddedLabelsConf:
 class NoSplitConf:
     _target_: str = "prep.split.NoSplit"
     name: str = "train"
+    shuffle: bool = False
+    seed: int = 0
+
+
+@dataclass
+class StratifiedSplitConf:
+    _target_: str = "prep.split.StratifiedSplit"
+    val: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+    shuffle: bool = True
 
 
 @dataclass
@@ -141,7 +152,7 @@ SCHEMAS = {
         "subdirs": SubdirLabelsConf,
         "embedded": EmbeddedLabelsConf,
     },
-    "split": {"none": NoSplitConf},
+    "split": {"none": NoSplitConf, "stratified": StratifiedSplitConf},
     "encoder": {"passthrough": PassthroughEncoderConf, "image": ImageEncoderConf, "raw": RawEncoderConf},
     "writer": {"tfrecord": TFRecordWriterConf, "ofrecord": OFRecordWriterConf},
     "executor": {"local": LocalExecutorConf},

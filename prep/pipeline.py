@@ -34,6 +34,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     """One shard task: read, encode and write the plan's items, in order, to one shard."""
     skipped: list[Skip] = []
     counts: Counter = Counter()
+    formats: Counter = Counter()
     with job.writer.open(job.output_dir, plan.path) as sink:
         for item in plan.items:
             try:
@@ -45,8 +46,9 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
                 continue
             sink.write(record_values(item, encoded, job.class_names))
             counts[item.label] += 1
+            formats[encoded.format] += 1
         size, sha256, extra = sink.commit()
-    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), skipped, extra)
+    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra)
 
 
 def convert(
@@ -110,8 +112,9 @@ def convert(
         splits=list(splits),
         results=results,
         seconds=seconds,
-        run_info=run_info or {},
+        run_info={**(run_info or {}), "split_notes": list(getattr(splitter, "notes", []))},
     )
+    summaries.write_labels_csv(output_dir, summary, listing.class_names)
     summaries.write(output_dir, summary)
     log.info(
         "wrote %d records (%d skipped) in %d shards to %s in %.2f s (%.0f records/s)",

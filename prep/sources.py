@@ -111,13 +111,26 @@ class ImageDirSource:
 
 @functools.lru_cache(maxsize=1)
 def _digits():
-    import numpy as np
-    from sklearn.datasets import load_digits
+    """(images uint8 Nx8x8, targets) of scikit-learn's digits, read from the file it ships.
 
-    digits = load_digits()
+    Reading digits.csv.gz directly takes 0.2 s; importing sklearn.datasets for load_digits takes 1.5 s.
+    """
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.find_spec("sklearn")
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz") if spec else ""
+    if os.path.exists(path):
+        table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+        pixels, targets = table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    else:  # a scikit-learn that stores the file elsewhere
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        pixels, targets = digits.images, digits.target
     # 0..16 intensities -> 0..255, rounded the same way everywhere so shards are reproducible.
-    images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
-    return images, digits.target
+    return np.rint(pixels * (255.0 / 16.0)).astype(np.uint8), targets
 
 
 class DigitsSource:

@@ -60,5 +60,6 @@ class ShardResult:
     bytes: int
     sha256: str
     class_counts: dict[int, int] = field(default_factory=dict)
+    formats: dict[str, int] = field(default_factory=dict)  # records per stored image format
     skipped: list[Skip] = field(default_factory=list)
     extra_files: list[str] = field(default_factory=list)  # e.g. DALI index files written beside the shard

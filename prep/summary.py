@@ -11,6 +11,7 @@ from prep.errors import ConfigError, WriteError
 from prep.stages import ShardResult
 
 SUMMARY = "summary.json"
+LABELS_CSV = "labels.csv"
 
 
 def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -38,6 +39,9 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
             "num_shards": sum(1 for r in results if r.split == split),
             "classes": {str(label): counts[label] for label in sorted(counts)},
         }
+    formats: Counter = Counter()
+    for result in results:
+        formats.update(result.formats)
     skipped = [s.as_dict() for s in listing.skipped] + [s.as_dict() for r in results for s in r.skipped]
     num_records = sum(r.num_records for r in results)
     return {
@@ -52,6 +56,8 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
         ],
         "label_map": listing.label_map,
         "features": writer.feature_types(listing.class_names is not None),
+        "feature_fields": writer.feature_fields(listing.class_names is not None),
+        "image_formats": dict(sorted(formats.items())),
         "skipped": skipped,
         "unlabelled": {"count": len(listing.unlabelled), "examples": listing.unlabelled[:20]},
         "seconds": round(seconds, 3),
@@ -61,15 +67,31 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
     }
 
 
-def write(output_dir: str, summary: dict) -> None:
-    path = os.path.join(output_dir, SUMMARY)
+def _write_atomically(path: str, text: str) -> None:
     try:
-        with open(path + ".partial", "w") as f:
-            json.dump(summary, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with open(path + ".partial", "w", newline="") as f:
+            f.write(text)
         os.replace(path + ".partial", path)
     except OSError as err:
         raise WriteError(f"{path}: cannot write: {err.strerror}") from None
+
+
+def write(output_dir: str, summary: dict) -> None:
+    _write_atomically(os.path.join(output_dir, SUMMARY), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def write_labels_csv(output_dir: str, summary: dict, class_names: list[str] | None) -> None:
+    """labels.csv beside the shards (as image2tfrecords wrote it): class id, class name, records per split."""
+    splits = list(summary["splits"])
+    ids = sorted({int(label) for split in summary["splits"].values() for label in split["classes"]} | set(range(len(class_names or []))))
+    rows = ["class_id,class_name," + ",".join(splits)]
+    for label in ids:
+        name = class_names[label] if class_names else str(label)
+        if any(c in name for c in ',"\n'):
+            name = '"' + name.replace('"', '""') + '"'
+        counts = [str(summary["splits"][split]["classes"].get(str(label), 0)) for split in splits]
+        rows.append(f"{label},{name}," + ",".join(counts))
+    _write_atomically(os.path.join(output_dir, LABELS_CSV), "\n".join(rows) + "\n")
 
 
 def load(output_dir: str) -> dict:

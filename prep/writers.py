@@ -190,7 +190,12 @@ class RecordWriter:
         return parsed
 
     def feature_types(self, has_text: bool) -> dict[str, str]:
+        """Record key -> stored type, as summary.json lists them (text only when labels are names)."""
         return {key: kind for key, (field, kind) in self.features.items() if has_text or field != "text"}
+
+    def feature_fields(self, has_text: bool) -> dict[str, str]:
+        """Record key -> the value it holds (encoded, label, ...), so readers need not guess key names."""
+        return {key: field for key, (field, kind) in self.features.items() if has_text or field != "text"}
 
     def shard_sizes(self, num_items: int, split: str) -> list[int]:
         """Records per shard for a split: full shards of shard_size, or num_shards as even as possible."""

@@ -1,0 +1,92 @@
+"""The sweep table: one row per job of a Hydra multirun, written when the sweep ends (a Hydra callback)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+SWEEP_CSV = "sweep_summary.csv"
+COLUMNS = ["job", "overrides", "status", "shards", "bytes", "records", "seconds", "records_per_second"]
+
+
+def job_dirs(sweep_dir: str) -> list[str]:
+    """The job folders of a sweep (Hydra numbers them 0, 1, ...), in job order."""
+    names = [n for n in os.listdir(sweep_dir) if os.path.isdir(os.path.join(sweep_dir, n, ".hydra"))]
+    return [os.path.join(sweep_dir, n) for n in sorted(names, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))]
+
+
+def _overrides(job_dir: str) -> str:
+    path = os.path.join(job_dir, ".hydra", "overrides.yaml")
+    if not os.path.exists(path):
+        return ""
+    from omegaconf import OmegaConf
+
+    return " ".join(str(o) for o in OmegaConf.load(path))
+
+
+def collect(sweep_dir: str) -> list[dict]:
+    rows = []
+    for job_dir in job_dirs(sweep_dir):
+        row = {"job": os.path.basename(job_dir), "overrides": _overrides(job_dir), "status": "failed"}
+        summary_path = os.path.join(job_dir, "summary.json")
+        if os.path.exists(summary_path):
+            with open(summary_path) as f:
+                summary = json.load(f)
+            row.update(
+                status="ok",
+                shards=len(summary["shards"]),
+                bytes=sum(s["bytes"] for s in summary["shards"]),
+                records=summary["num_records"],
+                seconds=summary["seconds"],
+                records_per_second=summary["records_per_second"],
+            )
+        rows.append(row)
+    return rows
+
+
+def columns_of(rows: list[dict]) -> list[str]:
+    extra = [key for row in rows for key in row if key not in COLUMNS]
+    return COLUMNS + list(dict.fromkeys(extra))
+
+
+def write_table(sweep_dir: str, rows: list[dict]) -> str:
+    """Write sweep_summary.csv; return the same table as Markdown."""
+    columns = columns_of(rows)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with open(os.path.join(sweep_dir, SWEEP_CSV), "w", newline="") as f:
+        f.write(out.getvalue())
+    return markdown(rows, columns)
+
+
+def markdown(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def read_table(sweep_dir: str) -> list[dict]:
+    with open(os.path.join(sweep_dir, SWEEP_CSV), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun, tabulate every job's summary.json in the sweep directory."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = config.hydra.sweep.dir
+        if not os.path.isdir(sweep_dir):
+            return
+        rows = collect(sweep_dir)
+        table = write_table(sweep_dir, rows)
+        log.info("sweep of %d jobs -> %s\n%s", len(rows), os.path.join(sweep_dir, SWEEP_CSV), table)
