@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING
@@ -19,6 +19,15 @@ class ImageDirSourceConf:
 @dataclass
 class DigitsSourceConf:
     _target_: str = "prep.sources.DigitsSource"
+
+
+@dataclass
+class PixelCsvSourceConf:
+    _target_: str = "prep.sources.PixelCsvSource"
+    path: str = ""
+    shape: List[int] = field(default_factory=lambda: [28, 28])
+    label_column: int = 0
+    header: bool = False
 
 
 @dataclass
@@ -144,7 +153,7 @@ class PrepConf:
 
 
 SCHEMAS = {
-    "source": {"image_dir": ImageDirSourceConf, "digits": DigitsSourceConf},
+    "source": {"image_dir": ImageDirSourceConf, "digits": DigitsSourceConf, "pixel_csv": PixelCsvSourceConf},
     "labels": {
         "space": SpaceLabelsConf,
         "jsonl": JsonlLabelsConf,

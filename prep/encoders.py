@@ -111,6 +111,9 @@ class ImageEncoder:
     def check(self, source) -> None:
         pass
 
+    def describe(self) -> dict:
+        return {"name": self.format, "quality": self.quality, "png_compression": self.png_compression, "resize": self.resize, "channels": self.channels}
+
     def _params(self) -> list[int]:
         cv2 = _cv2()
         if self.format == "jpeg":
@@ -139,6 +142,10 @@ class RawEncoder:
     def check(self, source) -> None:
         pass
 
+    def describe(self) -> dict:
+        # Explicit, because raw bytes say nothing about themselves (seed 004 read int64 pixels back as float64).
+        return {"name": "raw", "dtype": "uint8", "layout": "height x width x channels", "channel_order": "RGB", "resize": self._image.resize}
+
     def encode(self, payload) -> Encoded:
         image = self._image
         pixels = resize_shorter_side(decode(payload, image.channels, image.max_pixels), image.resize)
@@ -160,6 +167,9 @@ class PassthroughEncoder:
         self.convert_to = convert_to or None
         self.max_pixels = max_pixels
         self._convert = ImageEncoder(convert_to, quality=quality, channels=3, max_pixels=max_pixels) if convert_to else None
+
+    def describe(self) -> dict:
+        return {"name": "passthrough", "convert_to": self.convert_to}
 
     def check(self, source) -> None:
         if source.payload != "bytes":

@@ -112,7 +112,7 @@ def convert(
         splits=list(splits),
         results=results,
         seconds=seconds,
-        run_info={**(run_info or {}), "split_notes": list(getattr(splitter, "notes", []))},
+        run_info={**(run_info or {}), "split_notes": list(getattr(splitter, "notes", [])), "encoder": encoder.describe()},
     )
     summaries.write_labels_csv(output_dir, summary, listing.class_names)
     summaries.write(output_dir, summary)

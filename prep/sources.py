@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import posixpath
 from typing import NamedTuple
@@ -150,3 +151,87 @@ class DigitsSource:
 
     def read(self, ref: int):
         return _digits()[0][ref]
+
+
+class PixelCsvSource:
+    """MNIST-style CSV: one image per row, a label column and height x width (x channels) pixel columns.
+
+    The planner scans the file once for labels and row offsets; shard tasks seek to their rows, so the
+    file is streamed, never loaded whole. Bad rows are reported per image with their line numbers.
+    """
+
+    payload = "array"
+
+    def __init__(self, path: str, shape: list[int] | tuple[int, ...] = (28, 28), label_column: int = 0, header: bool = False) -> None:
+        if not path:
+            raise InputError("source.path is not set: give the pixel CSV, e.g. source.path=mnist_train_small.csv")
+        shape = tuple(int(n) for n in shape)
+        if len(shape) not in (2, 3) or min(shape) < 1 or (len(shape) == 3 and shape[2] not in (1, 3, 4)):
+            raise InputError(f"source.shape={list(shape)}: expected [height, width] or [height, width, channels of 1, 3 or 4]")
+        self.path = path
+        self.shape = shape
+        self.columns = 1 + math.prod(shape)
+        if not 0 <= label_column < self.columns:
+            raise InputError(f"source.label_column={label_column}: must be 0..{self.columns - 1} for {self.columns} columns")
+        self.label_column = label_column
+        self.header = header
+        self._file = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_file": None}
+
+    def check(self) -> None:
+        if not os.path.isfile(self.path):
+            raise InputError(f"source.path={self.path}: no such file")
+
+    def describe(self) -> str:
+        return self.path
+
+    def labelled_entries(self) -> list[LabelEntry]:
+        self.check()
+        out = []
+        base = os.path.basename(self.path)
+        with open(self.path, "rb") as f:
+            offset = 0
+            for number, line in enumerate(f, start=1):
+                start, offset = offset, offset + len(line)
+                if number == 1 and self.header:
+                    continue
+                text = line.strip()
+                if not text:
+                    continue
+                cells = text.split(b",", self.label_column + 1)
+                label = cells[self.label_column].strip().decode("utf-8", "replace") if len(cells) > self.label_column else ""
+                if not label:
+                    raise InputError(f"{self.path}:{number}: no label in column {self.label_column}: {text[:60]!r}")
+                out.append(LabelEntry(f"{base}:{number}", label, f"{self.path}:{number}", (start, number)))
+        return out
+
+    def read(self, ref: tuple[int, int]):
+        import numpy as np
+
+        offset, number = ref
+        if self._file is None:
+            self._file = open(self.path, "rb")
+        self._file.seek(offset)
+        cells = self._file.readline().strip().split(b",")
+        if len(cells) != self.columns:
+            raise EncodeError(f"line {number}: expected {self.columns} columns (label + {self.columns - 1} pixels), got {len(cells)}")
+        del cells[self.label_column]
+        try:
+            values = np.array([float(c) for c in cells])
+        except ValueError:
+            bad = next(c for c in cells if not _is_number(c))
+            raise EncodeError(f"line {number}: non-numeric pixel {bad.decode('utf-8', 'replace')!r}") from None
+        if values.min() < 0 or values.max() > 255 or not np.all(values == np.round(values)):
+            bad = next(v for v in values if v < 0 or v > 255 or v != round(v))
+            raise EncodeError(f"line {number}: pixel value {bad:g} is not an integer in 0..255")
+        return values.astype(np.uint8).reshape(self.shape)
+
+
+def _is_number(cell: bytes) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False

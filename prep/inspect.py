@@ -1,0 +1,193 @@
+"""`python -m prep.inspect RUN_DIR|SHARD`: print the first records, and save a contact sheet with --grid.
+
+People check a converted dataset by looking at it: shapes, labels and class names of the first records,
+and `--grid out.png` draws the first N decoded images with their labels under them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import struct
+import sys
+from collections.abc import Iterator
+
+from prep import summary as summaries
+from prep.errors import PrepError
+from prep.formats import ofrecord, tfrecord
+from prep.headers import sniff_format
+from prep.load import records as run_records
+
+CELL = 96  # contact-sheet cell size in pixels
+CAPTION = 22  # caption strip under each cell
+
+
+def _find_summary(path: str) -> tuple[dict | None, str | None]:
+    """The summary.json of the run a shard belongs to (its folder, or the one above for OFRecord split folders)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for candidate in (folder, os.path.dirname(folder)):
+        if os.path.exists(os.path.join(candidate, summaries.SUMMARY)):
+            return summaries.load(candidate), candidate
+    return None, None
+
+
+def _shard_format(path: str) -> str:
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if len(head) == 12 and struct.unpack("<I", head[8:])[0] == tfrecord.masked_crc(head[:8]):
+        return "tfrecord"
+    return "ofrecord"
+
+
+def _unwrap(features: dict) -> dict:
+    return {key: values[0] if len(values) == 1 else values for key, (_, values) in features.items()}
+
+
+def shard_records(path: str, fmt: str, compression: str | None = None) -> Iterator[dict]:
+    if fmt == "tfrecord":
+        with tfrecord.open_compressed(path, compression) as f:
+            for _, payload in tfrecord.read_records(f, path):
+                yield _unwrap(tfrecord.decode_example(payload))
+    else:
+        with open(path, "rb") as f:
+            for _, payload in ofrecord.read_records(f, path):
+                yield _unwrap(ofrecord.decode_record(payload))
+
+
+class View:
+    """What is known about a run's keys: which holds the image, the label, the shape; and the class names."""
+
+    def __init__(self, summary: dict | None, sample: dict) -> None:
+        fields = (summary or {}).get("feature_fields") or {}
+        if not fields:  # a shard without its summary: guess from the values and key names
+            for key, value in sample.items():
+                if isinstance(value, bytes) and sniff_format(value[:16]):
+                    fields[key] = "encoded"
+                elif "label" in key and isinstance(value, int):
+                    fields[key] = "label"
+                elif key.endswith(("height", "width")):
+                    fields[key] = key.rsplit("/", 1)[-1]
+                elif key.endswith(("channels", "chans")):
+                    fields[key] = "channels"
+        self.key = {field: key for key, field in fields.items()}
+        self.names = {v: k for k, v in ((summary or {}).get("label_map") or {}).items()}
+        self.raw = set((summary or {}).get("image_formats") or {}) == {"raw"}
+
+    def label(self, record: dict) -> str:
+        key = self.key.get("label")
+        if key is None or key not in record:
+            return "?"
+        label = record[key]
+        name = self.names.get(label)
+        return f"{label} ({name})" if name is not None else str(label)
+
+    def shape(self, record: dict) -> tuple[int, int, int] | None:
+        keys = [self.key.get(f) for f in ("height", "width", "channels")]
+        if None in keys or any(k not in record for k in keys):
+            return None
+        return tuple(int(record[k]) for k in keys)
+
+    def image(self, record: dict):
+        """Decoded pixels in OpenCV's BGR order, or None."""
+        import cv2
+        import numpy as np
+
+        data = record.get(self.key.get("encoded", ""))
+        if not isinstance(data, bytes):
+            return None
+        shape = self.shape(record)
+        if self.raw or (shape and len(data) == shape[0] * shape[1] * shape[2] and not sniff_format(data[:16])):
+            if not shape:
+                return None
+            pixels = np.frombuffer(data, np.uint8).reshape(shape)
+            return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR if shape[2] == 1 else cv2.COLOR_RGB2BGR if shape[2] == 3 else cv2.COLOR_RGBA2BGR)
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def describe(record: dict, view: View) -> str:
+    parts = []
+    for key in sorted(record):
+        value = record[key]
+        if key == view.key.get("encoded") and isinstance(value, bytes):
+            fmt = "raw" if view.raw else sniff_format(value[:16]) or "bytes"
+            shape = view.shape(record)
+            dims = "x".join(map(str, shape)) if shape else "?"
+            parts.append(f"{key}: {fmt} {dims}, {len(value):,} bytes")
+        elif key == view.key.get("label"):
+            parts.append(f"{key}: {view.label(record)}")
+        elif isinstance(value, bytes):
+            parts.append(f"{key}: {value[:40].decode('utf-8', 'replace')!r}" if len(value) <= 40 else f"{key}: {len(value):,} bytes")
+        else:
+            parts.append(f"{key}: {value}")
+    return "\n  ".join(parts)
+
+
+def contact_sheet(records: list[dict], view: View, columns: int = 8):
+    """A grid of decoded images, each fitted into a CELL x CELL square, with its label written under it."""
+    import cv2
+    import numpy as np
+
+    columns = max(1, min(columns, len(records)))
+    rows = -(-len(records) // columns)
+    sheet = np.full((rows * (CELL + CAPTION), columns * CELL, 3), 255, np.uint8)
+    for i, record in enumerate(records):
+        top, left = (i // columns) * (CELL + CAPTION), (i % columns) * CELL
+        image = view.image(record)
+        if image is not None:
+            scale = min((CELL - 4) / image.shape[1], (CELL - 4) / image.shape[0])  # a 2-pixel gap around each
+            size = (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST if scale > 1 else cv2.INTER_AREA)
+            y, x = top + (CELL - size[1]) // 2, left + (CELL - size[0]) // 2
+            sheet[y : y + size[1], x : x + size[0]] = image
+        cv2.putText(sheet, view.label(record)[:14], (left + 3, top + CELL + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return sheet
+
+
+def load_target(target: str, split: str | None) -> tuple[Iterator[dict], dict | None]:
+    if os.path.isdir(target):
+        summary = summaries.load(target)
+        return run_records(target, split), summary
+    if not os.path.isfile(target):
+        raise PrepError(f"{target}: no such run directory or shard file")
+    summary, _ = _find_summary(target)
+    fmt = summary["format"] if summary else _shard_format(target)
+    return shard_records(target, fmt, (summary or {}).get("compression")), summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m prep.inspect", description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", help="a run's output directory or one shard file")
+    parser.add_argument("-n", "--records", type=int, default=3, help="records to print (default 3)")
+    parser.add_argument("--split", help="only this split of a run")
+    parser.add_argument("--grid", metavar="PNG", help="save a contact sheet of the first --count images")
+    parser.add_argument("--count", type=int, default=32, help="images in the contact sheet (default 32)")
+    parser.add_argument("--columns", type=int, default=8, help="contact-sheet columns (default 8)")
+    args = parser.parse_args(argv)
+    try:
+        stream, summary = load_target(args.target, args.split)
+        first = list(itertools.islice(stream, max(args.records, args.count if args.grid else 0)))
+        if not first:
+            raise PrepError(f"{args.target}: no records")
+        view = View(summary, first[0])
+        if summary:
+            print(f"{summary['dataset']}: {summary['num_records']} {summary['format']} records in {len(summary['shards'])} shards, "
+                  f"splits {json.dumps({k: v['num_records'] for k, v in summary['splits'].items()})}")
+        for i, record in enumerate(first[: args.records]):
+            print(f"record {i}:\n  {describe(record, view)}")
+        if args.grid:
+            import cv2
+
+            sheet = contact_sheet(first[: args.count], view, args.columns)
+            if not cv2.imwrite(args.grid, sheet):
+                raise PrepError(f"{args.grid}: cannot write the contact sheet (is the extension .png?)")
+            print(f"contact sheet of {min(len(first), args.count)} images: {args.grid} ({sheet.shape[1]}x{sheet.shape[0]})")
+        return 0
+    except (PrepError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
