@@ -36,6 +36,8 @@ def test_every_preset_composes_and_builds(preset, tmp_path):
     cfg = composed(f"dataset={preset}")
     if "image_dir" in cfg.source:
         cfg = composed(f"dataset={preset}", f"source.image_dir={tmp_path}")
+    if "path" in cfg.source:
+        cfg = composed(f"dataset={preset}", f"source.path={tmp_path / 'rows.csv'}")
     assert cfg.name == preset
     stages = stages_of(cfg)
     assert stages["writer"].features
