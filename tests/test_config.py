@@ -43,13 +43,19 @@ def test_every_preset_composes_and_builds(preset, tmp_path):
     assert stages["writer"].features
 
 
-@pytest.mark.parametrize("group", [g for g in STAGES if g != "source"] + ["features"])
+@pytest.mark.parametrize("group", [g for g in STAGES if g != "source"])
 def test_every_choice_of_every_group_composes(group):
     for choice in choices(group):
         cfg = composed(f"{group}={choice}")
-        if group != "features":
-            assert cfg[group]._target_.startswith("prep.")
+        assert cfg[group]._target_.startswith("prep.")
         stages_of(cfg)
+
+
+def test_every_feature_set_builds_with_its_writer():
+    writer = {"oneflow": "ofrecord"}
+    for choice in choices("features"):
+        stages = stages_of(composed(f"features={choice}", f"writer={writer.get(choice, 'tfrecord')}"))
+        assert stages["writer"].features
 
 
 def test_imagenet_val_preset_reproduces_seed_002_settings():
