@@ -2,6 +2,7 @@
 
 import logging
 import os
+import signal
 import sys
 
 import hydra
@@ -27,8 +28,17 @@ def main(cfg: DictConfig) -> None:
         log.error("error: %s", err)
         sys.exit(1)
     except KeyboardInterrupt:
-        log.error("interrupted: no summary.json was written, the output is incomplete")
+        log.error("interrupted: no summary.json was written; finished shards are kept, rerun with resume=true to finish")
         sys.exit(130)
+    except Exception:
+        # A bug in prep: keep the traceback, on the terminal and in the run's log file.
+        log.exception("internal error: please report this with the log above")
+        sys.exit(2)
+
+
+def _interrupt(signum, frame):
+    # SIGTERM (a scheduler, `kill`) takes the same path as Ctrl-C, so partial shards are cleaned up.
+    raise KeyboardInterrupt
 
 
 def _absolute_config_paths(argv: list[str]) -> list[str]:
@@ -45,4 +55,5 @@ def _absolute_config_paths(argv: list[str]) -> list[str]:
 
 if __name__ == "__main__":
     sys.argv = _absolute_config_paths(sys.argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     main()

@@ -55,7 +55,10 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         output_dir=cfg.output_dir,
         limit=cfg.limit,
         on_error=cfg.on_error,
+        max_skipped=cfg.max_skipped,
         overwrite=cfg.overwrite,
+        resume=cfg.resume,
+        verify=cfg.verify,
         progress=cfg.progress,
         run_info={"overrides": list(overrides or []), "config_fingerprint": fingerprint(cfg)},
     )

@@ -140,7 +140,10 @@ class PrepConf:
     output_dir: str = II("hydra:runtime.output_dir")
     limit: Optional[int] = None
     on_error: str = "skip"
+    max_skipped: Any = None
     overwrite: bool = False
+    resume: bool = False
+    verify: bool = False
     max_pixels: int = 20_000 * 20_000
     progress: bool = True
     features: Any = field(default_factory=dict)
@@ -168,7 +171,7 @@ SCHEMAS = {
 }
 
 # Keys that say where and how a run happens, not what it writes: left out of the config fingerprint.
-RUNTIME_KEYS = ("output_dir", "overwrite", "progress", "executor")
+RUNTIME_KEYS = ("output_dir", "overwrite", "resume", "verify", "progress", "executor")
 
 
 def register() -> None:

@@ -7,8 +7,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from prep import outputs
 from prep import summary as summaries
-from prep.errors import ConfigError, EncodeError
+from prep.errors import ConfigError, EncodeError, InputError, WriteError
 from prep.plan import plan_shards
 from prep.reader import read_items
 from prep.stages import ShardPlan, ShardResult, Skip
@@ -51,6 +52,15 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra)
 
 
+def skip_limit(max_skipped, total: int) -> int | None:
+    """max_skipped as a number of images: a count (>= 1, or 0 for none) or a fraction of all images (< 1)."""
+    if max_skipped is None:
+        return None
+    if isinstance(max_skipped, bool) or not isinstance(max_skipped, (int, float)) or max_skipped < 0:
+        raise ConfigError(f"max_skipped={max_skipped!r}: give a count (e.g. 100), a fraction below 1 (e.g. 0.01), or null for no limit")
+    return int(max_skipped) if max_skipped >= 1 or max_skipped == 0 else int(max_skipped * total)
+
+
 def convert(
     *,
     name: str,
@@ -63,42 +73,69 @@ def convert(
     output_dir: str,
     limit: int | None = None,
     on_error: str = "skip",
+    max_skipped=None,
     overwrite: bool = False,
+    resume: bool = False,
+    verify: bool = False,
     run_info: dict | None = None,
     progress: bool = True,
 ) -> dict:
     """Convert and write summary.json last; returns the summary. Everything is checked before the first shard."""
     started = time.perf_counter()
+    run_info = dict(run_info or {})
     if on_error not in ON_ERROR:
         raise ConfigError(f"on_error={on_error!r}: choose one of {list(ON_ERROR)}")
     if not name or "/" in name:
         raise ConfigError(f"name={name!r}: the dataset name must be a plain word, e.g. name=my_photos")
+    skip_limit(max_skipped, 1)
     encoder.check(source)
-    summaries.prepare_output_dir(output_dir, overwrite)
 
     listing = read_items(source, labels, limit)
+    splits = splitter.assign(listing.items)
+    plans = plan_shards(name, splits, writer)
+    limit_skipped = skip_limit(max_skipped, len(listing.items) + len(listing.skipped))
+    skipped = list(listing.skipped)
     for skip in listing.skipped:
         if on_error == "fail":
-            raise EncodeError(f"{skip.source}: {skip.reason}")
-        log.warning("skipped %s: %s", skip.source, skip.reason)
+            raise EncodeError(f"{skip.where}: {skip.source}: {skip.reason}")
+        log.warning("skipped %s (%s): %s", skip.source, skip.where, skip.reason)
     if listing.unlabelled:
         log.warning(
             "%d image(s) in %s are not in the label file and were left out, e.g. %s",
             len(listing.unlabelled), source.describe(), ", ".join(listing.unlabelled[:3]),
         )
-    splits = splitter.assign(listing.items)
-    plans = plan_shards(name, splits, writer)
+    _check_skips(skipped, limit_skipped, max_skipped)
+    # Inputs, stages and plan are all checked: only now is the output folder touched.
+    finished = outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=run_info.get("config_fingerprint", ""))
+    manifest = outputs.Manifest(output_dir, run_info.get("config_fingerprint", ""))
+
+    results: list[ShardResult] = []
+    todo: list[ShardPlan] = []
+    for plan in plans:
+        kept = outputs.reusable(output_dir, plan, finished.get(plan.path))
+        if kept is not None:
+            results.append(kept)
+        else:
+            todo.append(plan)
+    if finished:
+        log.info("resume: %d of %d shards are finished and unchanged, writing %d", len(results), len(plans), len(todo))
     log.info("%d images -> %d shards in %s", len(listing.items), len(plans), output_dir)
 
+    _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
     job = Job(source, encoder, writer, output_dir, listing.class_names, on_error)
-    results: list[ShardResult] = []
-    bar = _progress(sum(len(p.items) for p in plans), progress)
+    by_path = {plan.path: plan for plan in todo}
+    bar = _progress(sum(len(p.items) for p in todo), progress)
     try:
-        for result in executor.map(write_shard, job, plans):
+        for result in executor.map(write_shard, job, todo):
+            manifest.add(by_path[result.path], result)
             results.append(result)
             for skip in result.skipped:
                 log.warning("skipped %s: %s", skip.source, skip.reason)
             bar.update(result.num_records + len(result.skipped))
+            _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
+    except BaseException:
+        outputs.clean_unfinished(output_dir, todo)
+        raise
     finally:
         bar.close()
 
@@ -112,15 +149,32 @@ def convert(
         splits=list(splits),
         results=results,
         seconds=seconds,
-        run_info={**(run_info or {}), "split_notes": list(getattr(splitter, "notes", [])), "encoder": encoder.describe()},
+        run_info={**run_info, "split_notes": list(getattr(splitter, "notes", [])), "encoder": encoder.describe()},
     )
+    if verify:
+        from prep.verify import verify_run
+
+        failures = [line for ok, line in verify_run(output_dir, summary, decode=True) if not ok]
+        if failures:
+            raise WriteError(f"verify=true: {len(failures)} shard(s) failed verification, no summary.json written: {failures[0]}")
+        log.info("verify: every shard re-read and checked")
     summaries.write_labels_csv(output_dir, summary, listing.class_names)
     summaries.write(output_dir, summary)
+    manifest.remove()
     log.info(
         "wrote %d records (%d skipped) in %d shards to %s in %.2f s (%.0f records/s)",
         summary["num_records"], len(summary["skipped"]), len(results), output_dir, seconds, summary["records_per_second"],
     )
     return summary
+
+
+def _check_skips(skipped: list[Skip], limit: int | None, max_skipped) -> None:
+    if limit is not None and len(skipped) > limit:
+        first = skipped[0]
+        raise InputError(
+            f"{len(skipped)} images skipped, more than max_skipped={max_skipped} allows ({limit}); "
+            f"the first: {first.source}: {first.reason}"
+        )
 
 
 def _progress(total: int, enabled: bool):

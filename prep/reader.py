@@ -57,13 +57,13 @@ def read_items(source, labels, limit: int | None = None) -> Listing:
         try:
             ref = source.resolve(entry.name)
         except EncodeError as err:
-            skipped.append(Skip(f"{entry.where}: {entry.name}", str(err)))
+            skipped.append(Skip(entry.name, str(err), entry.where))
             continue
         if ref in seen:
             first_label, first_where = seen[ref]
             if first_label != label:
                 raise InputError(f"{entry.where}: {entry.name} is listed again with another label (first at {first_where})")
-            skipped.append(Skip(f"{entry.where}: {entry.name}", f"listed twice (first at {first_where})"))
+            skipped.append(Skip(entry.name, f"listed twice (first at {first_where})", entry.where))
             continue
         seen[ref] = (label, entry.where)
         items.append(Item(ref, label, ref))

@@ -34,11 +34,12 @@ class Encoded:
 class Skip:
     """An image left out of the output, and why."""
 
-    source: str
+    source: str  # the image as the label file (or source) names it
     reason: str
+    where: str = ""  # the label-file line, for problems found there
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "reason": self.reason}
+        return {"source": self.source, "reason": self.reason, **({"where": self.where} if self.where else {})}
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,30 @@ class ShardResult:
     formats: dict[str, int] = field(default_factory=dict)  # records per stored image format
     skipped: list[Skip] = field(default_factory=list)
     extra_files: list[str] = field(default_factory=list)  # e.g. DALI index files written beside the shard
+
+    def as_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "split": self.split,
+            "num_records": self.num_records,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "class_counts": {str(k): v for k, v in self.class_counts.items()},
+            "formats": self.formats,
+            "skipped": [s.as_dict() for s in self.skipped],
+            "extra_files": self.extra_files,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ShardResult":
+        return cls(
+            data["path"],
+            data["split"],
+            data["num_records"],
+            data["bytes"],
+            data["sha256"],
+            {int(k): v for k, v in data["class_counts"].items()},
+            data["formats"],
+            [Skip(**s) for s in data["skipped"]],
+            data["extra_files"],
+        )

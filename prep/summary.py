@@ -8,23 +8,9 @@ from collections import Counter
 
 from prep import __version__
 from prep.errors import ConfigError, WriteError
+from prep.outputs import LABELS_CSV, SUMMARY
 from prep.stages import ShardResult
 
-SUMMARY = "summary.json"
-LABELS_CSV = "labels.csv"
-
-
-def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Refuse to write over a finished run or foreign files unless overwrite=true; never delete anything else."""
-    path = os.path.join(output_dir, SUMMARY)
-    if os.path.exists(path):
-        if not overwrite:
-            raise ConfigError(f"output_dir={output_dir} already holds a finished run ({SUMMARY}); pass overwrite=true to replace it")
-        os.remove(path)
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as err:
-        raise WriteError(f"output_dir={output_dir}: cannot create: {err.strerror}") from None
 
 
 def build(*, name: str, writer, listing, splits: list[str], results: list[ShardResult], seconds: float, run_info: dict) -> dict:

@@ -73,6 +73,7 @@ class ShardSink:
 
     def __init__(self, writer: "RecordWriter", output_dir: str, path: str) -> None:
         self.writer = writer
+        self.path = path
         self.final = os.path.join(output_dir, path)
         self.partial = self.final + ".partial"
         self.num_records = 0
@@ -109,7 +110,7 @@ class ShardSink:
         self.num_records += 1
 
     def commit(self) -> tuple[int, str, list[str]]:
-        """Finish the shard under its final name; returns (bytes, sha256, extra files written beside it)."""
+        """Finish the shard under its final name; returns (bytes, sha256, extra files written beside it, relative)."""
         extra = []
         try:
             if self._gzip is not None:
@@ -122,7 +123,7 @@ class ShardSink:
                 with open(index_path + ".partial", "w") as f:
                     f.writelines(self._index)
                 os.replace(index_path + ".partial", index_path)
-                extra.append(index_path)
+                extra.append(self.path + ".idx")
             os.replace(self.partial, self.final)
         except OSError as err:
             self.abort()
