@@ -133,6 +133,15 @@ class LocalExecutorConf:
 
 
 @dataclass
+class RayExecutorConf:
+    _target_: str = "prep.executors.RayExecutor"
+    address: Optional[str] = None
+    num_cpus_per_task: float = 1
+    max_retries: int = 2
+    num_cpus: Optional[int] = None
+
+
+@dataclass
 class PrepConf:
     """The top-level keys; the stage groups are filled in by conf/config.yaml's defaults list."""
 
@@ -167,7 +176,7 @@ SCHEMAS = {
     "split": {"none": NoSplitConf, "stratified": StratifiedSplitConf},
     "encoder": {"passthrough": PassthroughEncoderConf, "image": ImageEncoderConf, "raw": RawEncoderConf},
     "writer": {"tfrecord": TFRecordWriterConf, "ofrecord": OFRecordWriterConf},
-    "executor": {"local": LocalExecutorConf},
+    "executor": {"local": LocalExecutorConf, "ray": RayExecutorConf},
 }
 
 # Keys that say where and how a run happens, not what it writes: left out of the config fingerprint.

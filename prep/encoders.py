@@ -81,6 +81,10 @@ def _shape(pixels) -> tuple[int, int, int]:
 class ImageEncoder:
     """Decode (or take the pixel array) and encode with OpenCV: encoder=jpeg|png|tiff|webp."""
 
+    # Decoding and encoding dominate and release the GIL: shard tasks encode on several threads, so the
+    # last shard of a run still uses every core.
+    cpu_bound = True
+
     def __init__(
         self,
         format: str = "png",
@@ -135,6 +139,8 @@ class ImageEncoder:
 
 class RawEncoder:
     """Decoded pixels as raw uint8 bytes, height x width x channels, RGB order for colour."""
+
+    cpu_bound = True
 
     def __init__(self, resize: int | None = None, channels: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self._image = ImageEncoder("png", resize=resize, channels=channels, max_pixels=max_pixels)

@@ -62,3 +62,72 @@ class LocalExecutor:
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ray_task(fn: Callable, job, task):
+    return fn(job, task)
+
+
+class RayExecutor:
+    """Shard tasks as Ray tasks: on a cluster (`address`: auto, ray://host:10001) or, unset, a local Ray instance.
+
+    Planning stays on the driver; each task gets only its shard's items and the stages, reads its own inputs,
+    writes its own shard and returns its stats. Failed tasks are retried `max_retries` times.
+    """
+
+    def __init__(self, address: str | None = None, num_cpus_per_task: float = 1, max_retries: int = 2, num_cpus: int | None = None) -> None:
+        if num_cpus_per_task <= 0:
+            raise ConfigError(f"executor.num_cpus_per_task={num_cpus_per_task}: must be positive")
+        if max_retries < 0:
+            raise ConfigError(f"executor.max_retries={max_retries}: must be 0 or more")
+        self.address = address or None
+        self.num_cpus_per_task = num_cpus_per_task
+        self.max_retries = max_retries
+        self.num_cpus = num_cpus
+        self.workers = max(1, int(num_cpus_per_task))  # encoding threads per task
+
+    def _init(self):
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("executor=ray needs Ray: pip install 'prep[ray]'") from None
+        started = False
+        if not ray.is_initialized():
+            import logging
+
+            kwargs = {"address": self.address, "include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
+            if self.address is None:
+                kwargs["num_cpus"] = self.num_cpus
+            ray.init(**kwargs)
+            started = True
+        return ray, started
+
+    def map(self, fn: Callable, job, tasks: Sequence) -> Iterator:
+        """Yield fn(job, task) for every task as Ray tasks finish; a task that fails after its retries stops the run."""
+        if not tasks:
+            return
+        ray, started = self._init()
+        remote = ray.remote(_ray_task).options(num_cpus=self.num_cpus_per_task, max_retries=self.max_retries, retry_exceptions=True)
+        job_ref = ray.put(job)
+        refs = {remote.remote(fn, job_ref, task): task for task in tasks}
+        pending = list(refs)
+        try:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                try:
+                    yield ray.get(done[0])
+                except ray.exceptions.RayTaskError as err:
+                    cause = err.cause if getattr(err, "cause", None) is not None else err
+                    path = getattr(refs[done[0]], "path", "?")
+                    attempts = self.max_retries + 1
+                    if isinstance(cause, PrepError):
+                        raise type(cause)(f"shard {path}: {cause}") from None
+                    raise PrepError(f"shard {path} failed after {attempts} attempt(s): {type(cause).__name__}: {cause}") from None
+                except ray.exceptions.RayError as err:
+                    path = getattr(refs[done[0]], "path", "?")
+                    raise PrepError(f"shard {path} failed: {err}") from None
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()

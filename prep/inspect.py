@@ -14,6 +14,7 @@ import struct
 import sys
 from collections.abc import Iterator
 
+from prep import storage
 from prep import summary as summaries
 from prep.errors import PrepError
 from prep.formats import ofrecord, tfrecord
@@ -34,7 +35,7 @@ def _find_summary(path: str) -> tuple[dict | None, str | None]:
 
 
 def _shard_format(path: str) -> str:
-    with open(path, "rb") as f:
+    with storage.open_read(path) as f:
         head = f.read(12)
     if len(head) == 12 and struct.unpack("<I", head[8:])[0] == tfrecord.masked_crc(head[:8]):
         return "tfrecord"
@@ -46,12 +47,11 @@ def _unwrap(features: dict) -> dict:
 
 
 def shard_records(path: str, fmt: str, compression: str | None = None) -> Iterator[dict]:
-    if fmt == "tfrecord":
-        with tfrecord.open_compressed(path, compression) as f:
-            for _, payload in tfrecord.read_records(f, path):
+    with storage.open_read(path) as f:
+        if fmt == "tfrecord":
+            for _, payload in tfrecord.read_records(tfrecord.decompressing(f, compression), path):
                 yield _unwrap(tfrecord.decode_example(payload))
-    else:
-        with open(path, "rb") as f:
+        else:
             for _, payload in ofrecord.read_records(f, path):
                 yield _unwrap(ofrecord.decode_record(payload))
 
@@ -146,12 +146,12 @@ def contact_sheet(records: list[dict], view: View, columns: int = 8):
 
 
 def load_target(target: str, split: str | None) -> tuple[Iterator[dict], dict | None]:
-    if os.path.isdir(target):
+    if storage.isdir(target):
         summary = summaries.load(target)
         return run_records(target, split), summary
-    if not os.path.isfile(target):
+    if not storage.isfile(target):
         raise PrepError(f"{target}: no such run directory or shard file")
-    summary, _ = _find_summary(target)
+    summary, _ = _find_summary(target) if not storage.is_url(target) else (None, None)
     fmt = summary["format"] if summary else _shard_format(target)
     return shard_records(target, fmt, (summary or {}).get("compression")), summary
 

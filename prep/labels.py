@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Iterator
 
+from prep import storage
 from prep.errors import InputError
 from prep.sources import LabelEntry
 
@@ -15,7 +16,7 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
     if not path:
         raise InputError("labels.path is not set: give the label file, e.g. labels.path=/data/val.txt")
     try:
-        with open(path, encoding="utf-8-sig", newline=None) as f:
+        with storage.open_text(path) as f:
             yield from enumerate((line.rstrip("\r\n") for line in f), start=1)
     except FileNotFoundError:
         raise InputError(f"labels.path={path}: no such file") from None

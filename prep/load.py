@@ -3,9 +3,9 @@ and a pure-Python reader of every record (TFRecord or OFRecord) as dicts. Tensor
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
+from prep import storage
 from prep import summary as summaries
 from prep.errors import ConfigError
 from prep.formats import ofrecord, tfrecord
@@ -15,7 +15,7 @@ def shard_paths(run_dir: str, split: str | None, summary: dict | None = None) ->
     summary = summary or summaries.load(run_dir)
     if split is not None and split not in summary["splits"]:
         raise ConfigError(f"{run_dir}: no split {split!r}; this run has {sorted(summary['splits'])}")
-    return [os.path.join(run_dir, s["path"]) for s in summary["shards"] if split is None or s["split"] == split]
+    return [storage.join(run_dir, s["path"]) for s in summary["shards"] if split is None or s["split"] == split]
 
 
 def _key(summary: dict, field: str) -> str | None:
@@ -28,16 +28,22 @@ def records(run_dir: str, split: str | None = None) -> Iterator[dict]:
     Works for TFRecord (CRCs checked) and OFRecord; single values are unwrapped from their lists.
     """
     summary = summaries.load(run_dir)
-    fmt = summary["format"]
+    decode = tfrecord.decode_example if summary["format"] == "tfrecord" else ofrecord.decode_record
+    for payload in payloads(run_dir, split, summary):
+        yield _unwrap(decode(payload))
+
+
+def payloads(run_dir: str, split: str | None = None, summary: dict | None = None) -> Iterator[bytes]:
+    """The serialized records of a run, shard after shard (framing and TFRecord CRCs checked)."""
+    summary = summary or summaries.load(run_dir)
     for path in shard_paths(run_dir, split, summary):
-        if fmt == "tfrecord":
-            with tfrecord.open_compressed(path, summary.get("compression")) as f:
-                for _, payload in tfrecord.read_records(f, path):
-                    yield _unwrap(tfrecord.decode_example(payload))
-        else:
-            with open(path, "rb") as f:
+        with storage.open_read(path) as f:
+            if summary["format"] == "tfrecord":
+                for _, payload in tfrecord.read_records(tfrecord.decompressing(f, summary.get("compression")), path):
+                    yield payload
+            else:
                 for _, payload in ofrecord.read_records(f, path):
-                    yield _unwrap(ofrecord.decode_record(payload))
+                    yield payload
 
 
 def _unwrap(features: dict) -> dict:
@@ -74,5 +80,11 @@ def tf_dataset(run_dir: str, split: str = "train", *, decode: bool = True, chann
 
     files = shard_paths(run_dir, split, summary)
     compression = {"gzip": "GZIP", "zlib": "ZLIB"}.get(summary.get("compression") or "", "")
-    dataset = tf.data.TFRecordDataset(files, compression_type=compression)
+    if storage.is_url(run_dir):
+        # TensorFlow no longer reads s3:// itself: stream the records through fsspec instead.
+        dataset = tf.data.Dataset.from_generator(
+            lambda: payloads(run_dir, split, summary), output_signature=tf.TensorSpec((), tf.string)
+        )
+    else:
+        dataset = tf.data.TFRecordDataset(files, compression_type=compression)
     return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,7 +1,8 @@
 """The output directory's safety: never overwrite by accident, resume an interrupted run, clean up after a failed one.
 
-A run records each finished shard in a manifest beside the shards as it completes; summary.json is
-written last and the manifest removed. So a folder with a manifest and no summary is an unfinished run.
+A run records each finished shard in a manifest folder beside the shards as it completes (one small
+file per shard, so it works on object stores, which cannot append); summary.json is written last and
+the manifest removed. A folder with a manifest and no summary is an unfinished run.
 """
 
 from __future__ import annotations
@@ -11,20 +12,20 @@ import json
 import logging
 import os
 
+from prep import storage
 from prep.errors import ConfigError, WriteError
 from prep.stages import ShardPlan, ShardResult
 
 log = logging.getLogger(__name__)
-MANIFEST = ".prep-manifest.jsonl"
+MANIFEST = ".prep-manifest"
 SUMMARY = "summary.json"
 LABELS_CSV = "labels.csv"
+_HEADER = "run.json"
 
 
 def foreign_entries(output_dir: str) -> list[str]:
     """Everything in the folder except Hydra's own files (its .hydra folder and the run's log)."""
-    if not os.path.isdir(output_dir):
-        return []
-    return sorted(n for n in os.listdir(output_dir) if n != ".hydra" and not n.endswith(".log"))
+    return [n for n in storage.listdir(output_dir) if n != ".hydra" and not n.endswith(".log")]
 
 
 def plan_digest(plan: ShardPlan) -> str:
@@ -35,84 +36,83 @@ def plan_digest(plan: ShardPlan) -> str:
 
 def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.open_read(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
 class Manifest:
-    """Append-only record of finished shards: one JSON line each, after a header with the config fingerprint."""
+    """Finished shards, one JSON file each in `.prep-manifest/`, after a header with the config fingerprint."""
 
     def __init__(self, output_dir: str, fingerprint: str) -> None:
-        self.path = os.path.join(output_dir, MANIFEST)
+        self.dir = storage.join(output_dir, MANIFEST)
         self.fingerprint = fingerprint
 
     def read(self) -> dict[str, dict]:
-        entries: dict[str, dict] = {}
-        with open(self.path) as f:
-            lines = f.read().splitlines()
-        header = json.loads(lines[0]) if lines else {}
+        try:
+            header = json.loads(storage.read_bytes(storage.join(self.dir, _HEADER)))
+        except (OSError, json.JSONDecodeError):
+            header = {}
         if header.get("fingerprint") != self.fingerprint:
             raise ConfigError(
-                f"resume=true: {self.path} was written with another config (fingerprint {header.get('fingerprint')}); "
+                f"resume=true: {self.dir} was written with another config (fingerprint {header.get('fingerprint')}); "
                 "resume with the same config, or pass overwrite=true to start again"
             )
-        for line in lines[1:]:
+        entries: dict[str, dict] = {}
+        for name in storage.listdir(self.dir):
+            if name == _HEADER or not name.endswith(".json"):
+                continue
             try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a crash: that shard is simply redone
+                entry = json.loads(storage.read_bytes(storage.join(self.dir, name)))
+            except (OSError, json.JSONDecodeError):  # cut short by a crash: that shard is simply redone
                 continue
             entries[entry["result"]["path"]] = entry
         return entries
 
     def start(self) -> None:
-        with open(self.path, "w") as f:
-            f.write(json.dumps({"fingerprint": self.fingerprint}) + "\n")
+        storage.remove_tree(self.dir)
+        storage.makedirs(self.dir)
+        storage.write_bytes(storage.join(self.dir, _HEADER), json.dumps({"fingerprint": self.fingerprint}).encode())
 
     def add(self, plan: ShardPlan, result: ShardResult) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"plan": plan_digest(plan), "result": result.as_dict()}, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        name = hashlib.sha256(result.path.encode()).hexdigest()[:24] + ".json"
+        entry = {"plan": plan_digest(plan), "result": result.as_dict()}
+        storage.write_bytes(storage.join(self.dir, name), json.dumps(entry, sort_keys=True).encode())
 
     def remove(self) -> None:
+        storage.remove_tree(self.dir)
+
+
+def _previous_outputs(output_dir: str) -> set[str]:
+    """What an earlier prep run wrote here, by its summary and manifest."""
+    paths = {SUMMARY, LABELS_CSV}
+    try:
+        summary = json.loads(storage.read_bytes(storage.join(output_dir, SUMMARY)))
+        paths.update(s["path"] for s in summary.get("shards", []))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        pass
+    manifest = storage.join(output_dir, MANIFEST)
+    for name in storage.listdir(manifest):
         try:
-            os.remove(self.path)
-        except FileNotFoundError:
+            paths.add(json.loads(storage.read_bytes(storage.join(manifest, name)))["result"]["path"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
             pass
+    return paths | {p + ".idx" for p in paths}
 
 
 def _remove_previous(output_dir: str) -> None:
-    """Delete what an earlier prep run wrote here (its summary, manifest, shards, index files, partials); nothing else."""
-    paths = {SUMMARY, LABELS_CSV, MANIFEST}
-    for name in (SUMMARY, MANIFEST):
-        path = os.path.join(output_dir, name)
-        if not os.path.exists(path):
-            continue
-        with open(path) as f:
-            text = f.read()
-        try:
-            if name == SUMMARY:
-                shards = json.loads(text).get("shards", [])
-                paths.update(s["path"] for s in shards)
-            else:
-                for line in text.splitlines()[1:]:
-                    paths.add(json.loads(line)["result"]["path"])
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-            pass
-    for rel in list(paths):
-        paths.add(rel + ".idx")
-    for rel in paths:
-        try:
-            os.remove(os.path.join(output_dir, rel))
-        except (FileNotFoundError, IsADirectoryError):
-            pass
+    """Delete what an earlier prep run wrote here (summary, manifest, shards, index files, partials); nothing else."""
+    for rel in _previous_outputs(output_dir):
+        storage.remove(storage.join(output_dir, rel))
+    storage.remove_tree(storage.join(output_dir, MANIFEST))
     remove_partials(output_dir)
 
 
 def remove_partials(output_dir: str) -> None:
-    for folder, _, files in os.walk(output_dir):
+    if storage.is_url(output_dir):
+        return  # remote shards are uploaded whole: there are no partial objects
+    for folder, _, files in os.walk(storage.local(output_dir)):
         for name in files:
             if name.endswith(".partial"):
                 os.remove(os.path.join(folder, name))
@@ -147,11 +147,11 @@ def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str)
     elif overwrite:
         _remove_previous(output_dir)
     try:
-        os.makedirs(output_dir, exist_ok=True)
+        storage.makedirs(output_dir)
         if not keep:
             manifest.start()
     except OSError as err:
-        raise WriteError(f"output_dir={output_dir}: cannot write there: {err.strerror}") from None
+        raise WriteError(f"output_dir={output_dir}: cannot write there: {err.strerror or err}") from None
     return keep
 
 
@@ -160,22 +160,21 @@ def reusable(output_dir: str, plan: ShardPlan, entry: dict | None) -> ShardResul
     if entry is None or entry.get("plan") != plan_digest(plan):
         return None
     result = ShardResult.from_dict(entry["result"])
-    path = os.path.join(output_dir, result.path)
+    path = storage.join(output_dir, result.path)
     try:
-        if os.path.getsize(path) != result.bytes or file_sha256(path) != result.sha256:
+        if file_sha256(path) != result.sha256:
             return None
     except OSError:
         return None
-    if not all(os.path.exists(os.path.join(output_dir, extra)) for extra in result.extra_files):
+    if not all(storage.exists(storage.join(output_dir, extra)) for extra in result.extra_files):
         return None
     return result
 
 
 def clean_unfinished(output_dir: str, plans: list[ShardPlan]) -> None:
     """After a failed or interrupted run: no partial shard is left behind (workers killed mid-shard leave them)."""
+    if storage.is_url(output_dir):
+        return
     for plan in plans:
-        for path in (os.path.join(output_dir, plan.path + ".partial"), os.path.join(output_dir, plan.path + ".idx.partial")):
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
+        for path in (storage.join(output_dir, plan.path + ".partial"), storage.join(output_dir, plan.path + ".idx.partial")):
+            storage.remove(path)

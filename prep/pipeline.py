@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from prep import outputs
@@ -29,6 +31,23 @@ class Job:
     output_dir: str
     class_names: list[str] | None
     on_error: str
+    threads: int = 1  # encoding threads per shard task (decoders and encoders release the GIL)
+
+
+def ordered_map(fn: Callable, items: Iterable, threads: int) -> Iterator:
+    """fn over items on a few threads, results in input order, at most a small window in flight (bounded memory)."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    window = 2 * threads
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
@@ -36,14 +55,19 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     skipped: list[Skip] = []
     counts: Counter = Counter()
     formats: Counter = Counter()
+
+    def encode(item):
+        try:
+            return item, job.encoder.encode(job.source.read(item.ref))
+        except EncodeError as err:
+            return item, err
+
     with job.writer.open(job.output_dir, plan.path) as sink:
-        for item in plan.items:
-            try:
-                encoded = job.encoder.encode(job.source.read(item.ref))
-            except EncodeError as err:
+        for item, encoded in ordered_map(encode, plan.items, job.threads):
+            if isinstance(encoded, EncodeError):
                 if job.on_error == "fail":
-                    raise EncodeError(f"{item.name}: {err}") from None
-                skipped.append(Skip(item.name, str(err)))
+                    raise EncodeError(f"{item.name}: {encoded}") from None
+                skipped.append(Skip(item.name, str(encoded)))
                 continue
             sink.write(record_values(item, encoded, job.class_names))
             counts[item.label] += 1
@@ -122,7 +146,8 @@ def convert(
     log.info("%d images -> %d shards in %s", len(listing.items), len(plans), output_dir)
 
     _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
-    job = Job(source, encoder, writer, output_dir, listing.class_names, on_error)
+    threads = getattr(executor, "workers", 1) if getattr(encoder, "cpu_bound", False) else 1
+    job = Job(source, encoder, writer, output_dir, listing.class_names, on_error, threads)
     by_path = {plan.path: plan for plan in todo}
     bar = _progress(sum(len(p.items) for p in todo), progress)
     try:

@@ -6,8 +6,10 @@ import functools
 import math
 import os
 import posixpath
+import threading
 from typing import NamedTuple
 
+from prep import storage
 from prep.errors import EncodeError, InputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
@@ -41,7 +43,7 @@ class ImageDirSource:
         return {**self.__dict__, "_listing": None}
 
     def check(self) -> None:
-        if not os.path.isdir(self.image_dir):
+        if not storage.isdir(self.image_dir):
             raise InputError(f"source.image_dir={self.image_dir}: no such folder")
 
     def describe(self) -> str:
@@ -49,6 +51,9 @@ class ImageDirSource:
 
     def _scan(self) -> tuple[set[str], set[str]]:
         """All files below the folder (relative posix paths) and the symlinks among them that lead outside it."""
+        if self._listing is None and storage.is_url(self.image_dir):
+            self.check()
+            self._listing = (set(storage.find(self.image_dir)), set())  # object stores have no symlinks
         if self._listing is None:
             self.check()
             root = os.path.realpath(self.image_dir)
@@ -104,10 +109,9 @@ class ImageDirSource:
 
     def read(self, ref: str) -> bytes:
         try:
-            with open(os.path.join(self.image_dir, ref), "rb") as f:
-                return f.read()
+            return storage.read_bytes(storage.join(self.image_dir, ref))
         except OSError as err:
-            raise EncodeError(f"cannot read: {err.strerror}") from None
+            raise EncodeError(f"cannot read: {err.strerror or err}") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -176,12 +180,16 @@ class PixelCsvSource:
         self.label_column = label_column
         self.header = header
         self._file = None
+        self._lock = threading.Lock()  # shard tasks may read on several threads; the file position is shared
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_file": None}
+        return {**self.__dict__, "_file": None, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def check(self) -> None:
-        if not os.path.isfile(self.path):
+        if not storage.isfile(self.path):
             raise InputError(f"source.path={self.path}: no such file")
 
     def describe(self) -> str:
@@ -191,7 +199,7 @@ class PixelCsvSource:
         self.check()
         out = []
         base = os.path.basename(self.path)
-        with open(self.path, "rb") as f:
+        with storage.open_read(self.path) as f:
             offset = 0
             for number, line in enumerate(f, start=1):
                 start, offset = offset, offset + len(line)
@@ -204,17 +212,19 @@ class PixelCsvSource:
                 label = cells[self.label_column].strip().decode("utf-8", "replace") if len(cells) > self.label_column else ""
                 if not label:
                     raise InputError(f"{self.path}:{number}: no label in column {self.label_column}: {text[:60]!r}")
-                out.append(LabelEntry(f"{base}:{number}", label, f"{self.path}:{number}", (start, number)))
+                out.append(LabelEntry(f"{base}:{number}", label, f"{self.path}:{number}", (start, len(line), number)))
         return out
 
-    def read(self, ref: tuple[int, int]):
+    def read(self, ref: tuple[int, int, int]):
         import numpy as np
 
-        offset, number = ref
-        if self._file is None:
-            self._file = open(self.path, "rb")
-        self._file.seek(offset)
-        cells = self._file.readline().strip().split(b",")
+        offset, size, number = ref
+        with self._lock:
+            if self._file is None:
+                self._file = storage.open_read(self.path)
+            self._file.seek(offset)
+            line = self._file.read(size)
+        cells = line.strip().split(b",")
         if len(cells) != self.columns:
             raise EncodeError(f"line {number}: expected {self.columns} columns (label + {self.columns - 1} pixels), got {len(cells)}")
         del cells[self.label_column]

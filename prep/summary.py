@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 
-from prep import __version__
+from prep import __version__, storage
 from prep.errors import ConfigError, WriteError
 from prep.outputs import LABELS_CSV, SUMMARY
 from prep.stages import ShardResult
@@ -55,15 +54,13 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
 
 def _write_atomically(path: str, text: str) -> None:
     try:
-        with open(path + ".partial", "w", newline="") as f:
-            f.write(text)
-        os.replace(path + ".partial", path)
+        storage.write_bytes(path, text.encode("utf-8"))
     except OSError as err:
-        raise WriteError(f"{path}: cannot write: {err.strerror}") from None
+        raise WriteError(f"{path}: cannot write: {err.strerror or err}") from None
 
 
 def write(output_dir: str, summary: dict) -> None:
-    _write_atomically(os.path.join(output_dir, SUMMARY), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    _write_atomically(storage.join(output_dir, SUMMARY), json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 def write_labels_csv(output_dir: str, summary: dict, class_names: list[str] | None) -> None:
@@ -77,13 +74,12 @@ def write_labels_csv(output_dir: str, summary: dict, class_names: list[str] | No
             name = '"' + name.replace('"', '""') + '"'
         counts = [str(summary["splits"][split]["classes"].get(str(label), 0)) for split in splits]
         rows.append(f"{label},{name}," + ",".join(counts))
-    _write_atomically(os.path.join(output_dir, LABELS_CSV), "\n".join(rows) + "\n")
+    _write_atomically(storage.join(output_dir, LABELS_CSV), "\n".join(rows) + "\n")
 
 
 def load(output_dir: str) -> dict:
-    path = os.path.join(output_dir, SUMMARY)
+    path = storage.join(output_dir, SUMMARY)
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(storage.read_bytes(path))
     except FileNotFoundError:
         raise ConfigError(f"{output_dir}: no {SUMMARY}; not a finished prep run") from None

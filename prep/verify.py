@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 
+from prep import storage
 from prep import summary as summaries
 from prep.errors import PrepError
 from prep.formats import ofrecord, protowire, tfrecord
@@ -50,17 +50,17 @@ def _decodes(record: dict, fields: dict, raw: bool) -> str | None:
 
 def verify_shard(output_dir: str, shard: dict, summary: dict, decode: bool = False) -> str | None:
     """None when the shard is as the summary says, else what is wrong (with the record index)."""
-    path = os.path.join(output_dir, shard["path"])
+    path = storage.join(output_dir, shard["path"])
     fmt = summary["format"]
     required = set(summary["features"])
     fields = summary.get("feature_fields", {})
     raw = set(summary.get("image_formats", {})) == {"raw"}
     offsets = []
     try:
-        with open(path, "rb") as f:
+        with storage.open_read(path) as f:
             reader = _HashingReader(f)
             if fmt == "tfrecord":
-                stream = tfrecord.open_compressed(path, summary.get("compression")) if summary.get("compression") else reader
+                stream = tfrecord.decompressing(reader, summary.get("compression"))
                 records, decode_record = tfrecord.read_records(stream, shard["path"]), tfrecord.decode_example
             else:
                 records, decode_record = ofrecord.read_records(reader, shard["path"]), ofrecord.decode_record
@@ -76,7 +76,7 @@ def verify_shard(output_dir: str, shard: dict, summary: dict, decode: bool = Fal
                     if problem:
                         return f"record {count}: {problem}"
                 count += 1
-            reader.read()  # the rest (all of a compressed file, read above through its decompressor)
+            reader.read()  # whatever the decompressor left unread
     except FileNotFoundError:
         return "missing"
     except (tfrecord.RecordError, ofrecord.RecordError, protowire.WireError) as err:
@@ -88,9 +88,8 @@ def verify_shard(output_dir: str, shard: dict, summary: dict, decode: bool = Fal
     if reader.sha256.hexdigest() != shard["sha256"]:
         return "sha256 differs from summary.json"
     index = path + ".idx"
-    if os.path.exists(index):
-        with open(index) as f:
-            lines = f.read().splitlines()
+    if storage.exists(index):
+        lines = storage.read_bytes(index).decode().splitlines()
         expected = [f"{offset} {16 + len(payload)}" for offset, payload in offsets]
         if lines != expected:
             return f"DALI index {shard['path']}.idx does not match the record offsets"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import string
 import zlib
 from collections.abc import Mapping
 
+from prep import storage
 from prep.errors import ConfigError, WriteError
-from prep.formats import ofrecord, tfrecord
+from prep.formats import ofrecord, protowire, tfrecord
 from prep.stages import Encoded, Item
 
 # The values a record can hold, and the type each is stored as unless the feature spec says otherwise.
@@ -45,45 +45,62 @@ def record_values(item: Item, encoded: Encoded, class_names: list[str] | None) -
 
 
 class _HashingFile:
-    """The raw shard file: counts and hashes every byte as it goes out."""
+    """The shard's bytes on their way out: counted, hashed, and written with few copies.
 
-    def __init__(self, path: str) -> None:
-        self._file = open(path, "wb", buffering=1 << 20)
+    Small pieces (record headers, labels) are gathered in a buffer; a large one (an image) goes to the
+    unbuffered file directly after the buffer, so image bytes are not copied through a write buffer.
+    """
+
+    _GATHER = 1 << 20
+
+    def __init__(self, file) -> None:
+        self._file = file
+        self._pending = bytearray()
         self.sha256 = hashlib.sha256()
         self.size = 0
 
+    def _write_all(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._file.write(view) :]
+
     def write(self, data) -> int:
-        self._file.write(data)
         self.sha256.update(data)
         self.size += len(data)
+        if len(data) < protowire.SMALL:
+            self._pending += data
+            if len(self._pending) >= self._GATHER:
+                self.flush()
+        else:
+            self.flush()
+            self._write_all(data)
         return len(data)
 
     def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
+        if self._pending:
+            self._write_all(self._pending)
+            self._pending.clear()
 
 
 class ShardSink:
-    """One shard being written: to `<name>.partial`, renamed to its final name only when complete.
+    """One shard being written under a temporary name and published whole when complete.
 
-    A run that dies part-way leaves at most a `.partial` file, never a final name with half a shard.
+    Locally it is `<name>.partial`, renamed at the end; on object storage it is uploaded once, complete.
+    A run that dies part-way never leaves half a shard under a final name.
     """
 
     def __init__(self, writer: "RecordWriter", output_dir: str, path: str) -> None:
         self.writer = writer
         self.path = path
-        self.final = os.path.join(output_dir, path)
-        self.partial = self.final + ".partial"
+        self.final = storage.join(output_dir, path)
         self.num_records = 0
         self._offset = 0  # position in the uncompressed stream, for DALI index lines
         self._index: list[str] | None = [] if getattr(writer, "dali_index", False) else None
         try:
-            os.makedirs(os.path.dirname(self.final), exist_ok=True)
-            self._raw = _HashingFile(self.partial)
+            self._file = storage.AtomicFile(self.final)
         except OSError as err:
             raise WriteError(f"{self.final}: cannot create shard: {err.strerror}") from None
+        self._raw = _HashingFile(self._file.file)
         compression = getattr(writer, "compression", None)
         self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6) if compression == "gzip" else None
         self._zlib = zlib.compressobj(6) if compression == "zlib" else None
@@ -97,11 +114,16 @@ class ShardSink:
             self._raw.write(data)
 
     def write(self, values: Mapping[str, object]) -> None:
+        chunks = self.writer.frame(values)
+        size = sum(map(len, chunks))
         try:
-            size = 0
-            for chunk in self.writer.frame(values):
-                self._out(chunk)
-                size += len(chunk)
+            if self._gzip is None and self._zlib is None:
+                raw = self._raw
+                for chunk in chunks:
+                    raw.write(chunk)
+            else:
+                for chunk in chunks:
+                    self._out(chunk)
         except OSError as err:
             raise WriteError(f"{self.final}: write failed: {err.strerror}") from None
         if self._index is not None:
@@ -110,36 +132,26 @@ class ShardSink:
         self.num_records += 1
 
     def commit(self) -> tuple[int, str, list[str]]:
-        """Finish the shard under its final name; returns (bytes, sha256, extra files written beside it, relative)."""
+        """Publish the shard under its final name; returns (bytes, sha256, extra files beside it, relative)."""
         extra = []
         try:
             if self._gzip is not None:
                 self._gzip.close()
             if self._zlib is not None:
                 self._raw.write(self._zlib.flush())
-            self._raw.close()
+            self._raw.flush()
             if self._index is not None:
-                index_path = self.final + ".idx"
-                with open(index_path + ".partial", "w") as f:
-                    f.writelines(self._index)
-                os.replace(index_path + ".partial", index_path)
+                # The index first: a published shard always has its index beside it.
+                storage.write_bytes(self.final + ".idx", "".join(self._index).encode())
                 extra.append(self.path + ".idx")
-            os.replace(self.partial, self.final)
+            self._file.commit()
         except OSError as err:
             self.abort()
-            raise WriteError(f"{self.final}: cannot finish shard: {err.strerror}") from None
+            raise WriteError(f"{self.final}: cannot finish shard: {err.strerror or err}") from None
         return self._raw.size, self._raw.sha256.hexdigest(), extra
 
     def abort(self) -> None:
-        try:
-            self._raw.close()
-        except OSError:
-            pass
-        for path in (self.partial, self.final + ".idx.partial"):
-            try:
-                os.remove(path)
-            except FileNotFoundError:
-                pass
+        self._file.abort()
 
     def __enter__(self) -> "ShardSink":
         return self
@@ -231,6 +243,21 @@ class RecordWriter:
         raise NotImplementedError
 
 
+def _join_small_ends(head: bytes, chunks: list, tail: bytes) -> list:
+    """Frame bytes around a record's chunks, joined to its small first and last chunks: fewer writes."""
+    parts = list(chunks)
+    if parts and len(parts[0]) < protowire.SMALL:
+        parts[0] = head + parts[0]
+    else:
+        parts.insert(0, head)
+    if tail:
+        if len(parts[-1]) < protowire.SMALL:
+            parts[-1] = parts[-1] + tail
+        else:
+            parts.append(tail)
+    return parts
+
+
 def _check_pattern(pattern: str) -> str:
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
@@ -273,7 +300,7 @@ class TFRecordWriter(RecordWriter):
 
     def frame(self, values: Mapping[str, object]) -> list[bytes]:
         chunks, size = tfrecord.example_chunks(self.typed(values))
-        return [tfrecord.frame_header(size), *chunks, tfrecord.payload_footer(chunks)]
+        return _join_small_ends(tfrecord.frame_header(size), chunks, tfrecord.payload_footer(chunks))
 
 
 class OFRecordWriter(RecordWriter):
@@ -293,4 +320,4 @@ class OFRecordWriter(RecordWriter):
 
     def frame(self, values: Mapping[str, object]) -> list[bytes]:
         chunks, size = ofrecord.record_chunks(self.typed(values))
-        return [ofrecord.frame_header(size), *chunks]
+        return _join_small_ends(ofrecord.frame_header(size), chunks, b"")

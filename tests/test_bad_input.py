@@ -218,13 +218,13 @@ def test_interrupted_run_leaves_no_partial_output_and_resumes_identically(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert "resume:" in proc.stderr and "are finished and unchanged" in proc.stderr
     assert [s["sha256"] for s in json.loads((out / "summary.json").read_text())["shards"]] == clean_run
-    assert not (out / ".prep-manifest.jsonl").exists()
+    assert not (out / ".prep-manifest").exists()
 
 
 def test_unfinished_run_is_refused_without_resume(tmp_path, slow_folder):
     out = tmp_path / "run"
-    out.mkdir()
-    (out / ".prep-manifest.jsonl").write_text('{"fingerprint": "x"}\n')
+    (out / ".prep-manifest").mkdir(parents=True)
+    (out / ".prep-manifest" / "run.json").write_text('{"fingerprint": "x"}')
     proc = run_prep(*slow_args(slow_folder, out), check=False)
     assert proc.returncode == 1 and "holds an unfinished run" in proc.stderr
     proc = run_prep(*slow_args(slow_folder, out, "resume=true"), check=False)

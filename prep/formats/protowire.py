@@ -20,15 +20,24 @@ class WireError(PrepError):
     """Bytes that are not a valid serialized feature map."""
 
 
-def varint(value: int) -> bytes:
-    """Base-128 varint; negative numbers as 64-bit two's complement, as protobuf does for int32/int64."""
-    value &= _U64
+def _varint(value: int) -> bytes:
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+# Lengths and small integers dominate a record's varints: look them up instead of computing them.
+_TABLE = [_varint(n) for n in range(1 << 14)]
+
+
+def varint(value: int) -> bytes:
+    """Base-128 varint; negative numbers as 64-bit two's complement, as protobuf does for int32/int64."""
+    if 0 <= value < 16384:
+        return _TABLE[value]
+    return _varint(value & _U64)
 
 
 def length_delimited(field: int, payload: bytes) -> bytes:
@@ -44,52 +53,64 @@ class Kind:
     packing: str  # "bytes" (one length-delimited value each), "varint", "<f" or "<d" (packed)
 
 
-# Messages are built as lists of chunks with known sizes, so an image's bytes are never copied while
-# the nested length prefixes are put in front of them; the writer streams the chunks to the file.
+# Messages are built as short lists of chunks with known sizes: small fields are joined into one bytes
+# object, while a large value (an image) stays a chunk of its own, so its bytes are never copied while
+# the nested length prefixes are put in front of it. The writer streams the chunks to the file.
 Chunks = tuple[list, int]
+SMALL = 4096  # values below this are copied into the surrounding bytes; larger ones stay separate chunks
 
 
-def _wrap(field: int, chunks: Chunks) -> Chunks:
-    parts, size = chunks
-    head = varint(field << 3 | 2) + varint(size)
-    return [head, *parts], len(head) + size
+def _ld(field_tag: bytes, payload: bytes) -> bytes:
+    return field_tag + varint(len(payload)) + payload
 
 
-def _encode_list(kind: Kind, values: Sequence) -> Chunks:
+def _list_body(kind: Kind, values: Sequence) -> bytes:
     if kind.packing == "bytes":
-        parts: list = []
-        size = 0
-        for value in values:
-            head = b"\x0a" + varint(len(value))
-            parts += (head, value)
-            size += len(head) + len(value)
-        return parts, size
+        return b"".join(b"\x0a" + varint(len(v)) + bytes(v) for v in values)
     if not values:
-        return [], 0
+        return b""
     if kind.packing == "varint":
         packed = b"".join(varint(int(v)) for v in values)
     else:
         packed = struct.pack(f"<{len(values)}{kind.packing[1]}", *values)
-    return _wrap(1, ([packed], len(packed)))
+    return b"\x0a" + varint(len(packed)) + packed
 
 
 def encode_feature_map(features: Mapping[str, tuple[Kind, Sequence]]) -> Chunks:
     """Serialize `map<string, Feature> feature = 1`, keys sorted (protobuf's deterministic order), as chunks."""
     parts: list = []
-    size = 0
+    pending = bytearray()  # small bytes since the last large chunk
     for key in sorted(features):
         kind, values = features[key]
-        name = length_delimited(1, key.encode("utf-8"))
-        feature_parts, feature_size = _wrap(2, _wrap(kind.field, _encode_list(kind, values)))
-        entry = _wrap(1, ([name, *feature_parts], len(name) + feature_size))
-        parts += entry[0]
-        size += entry[1]
-    return parts, size
+        name = _ld(b"\x0a", key.encode("utf-8"))
+        tag = _TAGS[kind.field]
+        if kind.packing == "bytes" and len(values) == 1 and len(values[0]) >= SMALL:
+            value = values[0]
+            list_size = 1 + len(varint(len(value))) + len(value)
+            feature_size = 1 + len(varint(list_size)) + list_size
+            entry_size = len(name) + 1 + len(varint(feature_size)) + feature_size
+            pending += b"\x0a" + varint(entry_size) + name + b"\x12" + varint(feature_size)
+            pending += tag + varint(list_size) + b"\x0a" + varint(len(value))
+            parts += (bytes(pending), value)
+            pending.clear()
+        else:
+            entry = name + _ld(b"\x12", _ld(tag, _list_body(kind, values)))
+            pending += b"\x0a" + varint(len(entry)) + entry
+    if pending or not parts:
+        parts.append(bytes(pending))
+    return parts, sum(map(len, parts))
+
+
+_TAGS = {field: varint(field << 3 | 2) for field in range(1, 16)}
 
 
 def wrap_message(field: int, chunks: Chunks) -> Chunks:
     """Embed a serialized message as field `field` of an outer message (Example.features = 1)."""
-    return _wrap(field, chunks)
+    parts, size = chunks
+    head = _TAGS[field] + varint(size)
+    if parts and len(parts[0]) < SMALL:
+        return [head + parts[0], *parts[1:]], len(head) + size
+    return [head, *parts], len(head) + size
 
 
 def join(chunks: Chunks) -> bytes:

@@ -71,20 +71,20 @@ def decode_example(data: bytes) -> dict[str, tuple[str, list]]:
     return {}
 
 
-def open_compressed(path: str, compression: str | None) -> BinaryIO:
+def decompressing(stream: BinaryIO, compression: str | None) -> BinaryIO:
+    """The record stream inside a (possibly gzip- or zlib-compressed) shard file."""
     if compression == "gzip":
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(fileobj=stream, mode="rb")
     if compression == "zlib":
-        return _ZlibReader(path)
-    return open(path, "rb")
+        return _ZlibReader(stream)
+    return stream
 
 
 class _ZlibReader:
     """Minimal read-only stream over a zlib-compressed file (TFRecordDataset's compression_type='ZLIB')."""
 
-    def __init__(self, path: str) -> None:
-        with open(path, "rb") as f:
-            self._data = memoryview(zlib.decompress(f.read()))
+    def __init__(self, stream: BinaryIO) -> None:
+        self._data = memoryview(zlib.decompress(stream.read()))
         self._pos = 0
 
     def read(self, size: int = -1) -> bytes:

@@ -1,0 +1,185 @@
+"""Where bytes live: local paths through os (fast, as before), fsspec URLs (s3://, gs://, memory://, ...) otherwise.
+
+Every read and write of inputs and outputs goes through here, so object storage works wherever a path does.
+On object stores an object appears only when it is complete (one upload), the counterpart of a local rename.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import shutil
+import tempfile
+
+from prep.errors import ConfigError
+
+
+def is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def local(path: str) -> str:
+    return path[len("file://") :] if path.startswith("file://") else path
+
+
+def _fs(path: str):
+    try:
+        import fsspec
+    except ImportError:
+        raise ConfigError(f"{path}: object storage needs fsspec and the filesystem's package (pip install 'prep[cloud]')") from None
+    try:
+        fs, inner = fsspec.core.url_to_fs(path)
+    except (ImportError, ValueError) as err:
+        raise ConfigError(f"{path}: {err}") from None
+    return fs, inner
+
+
+def join(base: str, *parts: str) -> str:
+    return posixpath.join(base, *parts) if is_url(base) else os.path.join(local(base), *parts)
+
+
+def dirname(path: str) -> str:
+    return posixpath.dirname(path) if is_url(path) else os.path.dirname(local(path))
+
+
+def exists(path: str) -> bool:
+    if is_url(path):
+        fs, inner = _fs(path)
+        return fs.exists(inner)
+    return os.path.exists(local(path))
+
+
+def isdir(path: str) -> bool:
+    if is_url(path):
+        fs, inner = _fs(path)
+        return fs.isdir(inner)
+    return os.path.isdir(local(path))
+
+
+def isfile(path: str) -> bool:
+    if is_url(path):
+        fs, inner = _fs(path)
+        return fs.isfile(inner)
+    return os.path.isfile(local(path))
+
+
+def open_read(path: str):
+    """A binary file object (seekable; remote ones read by ranges)."""
+    if is_url(path):
+        fs, inner = _fs(path)
+        return fs.open(inner, "rb")
+    return open(local(path), "rb")
+
+
+def read_bytes(path: str) -> bytes:
+    if is_url(path):
+        fs, inner = _fs(path)
+        return fs.cat_file(inner)
+    with open(local(path), "rb") as f:
+        return f.read()
+
+
+def open_text(path: str):
+    """Text lines with universal newlines (CRLF is fine) and a UTF-8 byte-order mark removed."""
+    if is_url(path):
+        return io.TextIOWrapper(open_read(path), encoding="utf-8-sig", newline=None)
+    return open(local(path), encoding="utf-8-sig", newline=None)
+
+
+def listdir(path: str) -> list[str]:
+    """Names directly inside a folder (or under a prefix); [] when there is none."""
+    if is_url(path):
+        fs, inner = _fs(path)
+        if not fs.exists(inner):
+            return []
+        return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(inner, detail=False))
+    return sorted(os.listdir(local(path))) if os.path.isdir(local(path)) else []
+
+
+def find(path: str) -> list[str]:
+    """Every file below a remote folder, as paths relative to it."""
+    fs, inner = _fs(path)
+    root = inner.rstrip("/") + "/"
+    return sorted(p[len(root) :] for p in fs.find(inner) if p.startswith(root))
+
+
+def makedirs(path: str) -> None:
+    if is_url(path):
+        fs, inner = _fs(path)
+        fs.makedirs(inner, exist_ok=True)
+    else:
+        os.makedirs(local(path), exist_ok=True)
+
+
+def remove(path: str) -> None:
+    """Delete a file if it is there."""
+    if is_url(path):
+        fs, inner = _fs(path)
+        if fs.exists(inner):
+            fs.rm(inner)
+        return
+    try:
+        os.remove(local(path))
+    except (FileNotFoundError, IsADirectoryError):
+        pass
+
+
+def remove_tree(path: str) -> None:
+    if is_url(path):
+        fs, inner = _fs(path)
+        if fs.exists(inner):
+            fs.rm(inner, recursive=True)
+    else:
+        shutil.rmtree(local(path), ignore_errors=True)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write a whole file so that it appears complete or not at all."""
+    if is_url(path):
+        fs, inner = _fs(path)
+        fs.pipe_file(inner, data)
+        return
+    path = local(path)
+    with open(path + ".partial", "wb") as f:
+        f.write(data)
+    os.replace(path + ".partial", path)
+
+
+class AtomicFile:
+    """A file being written under a temporary name and published whole by commit().
+
+    Local: `<name>.partial` beside the final name, then a rename. Remote: a local temporary file, then one
+    upload. abort() leaves nothing under the final name either way.
+    """
+
+    def __init__(self, path: str, buffering: int = 0) -> None:
+        self.path = path
+        if is_url(path):
+            handle, self._temp = tempfile.mkstemp(prefix="prep-", suffix=".partial")
+            os.close(handle)
+        else:
+            self._temp = local(path) + ".partial"
+            os.makedirs(os.path.dirname(self._temp) or ".", exist_ok=True)
+        self.file = open(self._temp, "wb", buffering=buffering)
+
+    def commit(self) -> None:
+        self.file.close()
+        if is_url(self.path):
+            fs, inner = _fs(self.path)
+            try:
+                fs.put_file(self._temp, inner)
+            finally:
+                os.remove(self._temp)
+        else:
+            os.replace(self._temp, local(self.path))
+
+    def abort(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        try:
+            os.remove(self._temp)
+        except FileNotFoundError:
+            pass
