@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from prep import storage
 from prep import summary as summaries
 from prep.errors import PrepError
-from prep.formats import ofrecord, tfrecord
+from prep.formats import tfrecord
 from prep.headers import sniff_format
+from prep.load import decode, shard_payloads
 from prep.load import records as run_records
 
 CELL = 96  # contact-sheet cell size in pixels
@@ -40,20 +41,6 @@ def _shard_format(path: str) -> str:
     if len(head) == 12 and struct.unpack("<I", head[8:])[0] == tfrecord.masked_crc(head[:8]):
         return "tfrecord"
     return "ofrecord"
-
-
-def _unwrap(features: dict) -> dict:
-    return {key: values[0] if len(values) == 1 else values for key, (_, values) in features.items()}
-
-
-def shard_records(path: str, fmt: str, compression: str | None = None) -> Iterator[dict]:
-    with storage.open_read(path) as f:
-        if fmt == "tfrecord":
-            for _, payload in tfrecord.read_records(tfrecord.decompressing(f, compression), path):
-                yield _unwrap(tfrecord.decode_example(payload))
-        else:
-            for _, payload in ofrecord.read_records(f, path):
-                yield _unwrap(ofrecord.decode_record(payload))
 
 
 class View:
@@ -153,7 +140,8 @@ def load_target(target: str, split: str | None) -> tuple[Iterator[dict], dict | 
         raise PrepError(f"{target}: no such run directory or shard file")
     summary, _ = _find_summary(target) if not storage.is_url(target) else (None, None)
     fmt = summary["format"] if summary else _shard_format(target)
-    return shard_records(target, fmt, (summary or {}).get("compression")), summary
+    records = (decode(p, fmt) for p in shard_payloads(target, fmt, (summary or {}).get("compression")))
+    return records, summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,26 +28,32 @@ def records(run_dir: str, split: str | None = None) -> Iterator[dict]:
     Works for TFRecord (CRCs checked) and OFRecord; single values are unwrapped from their lists.
     """
     summary = summaries.load(run_dir)
-    decode = tfrecord.decode_example if summary["format"] == "tfrecord" else ofrecord.decode_record
     for payload in payloads(run_dir, split, summary):
-        yield _unwrap(decode(payload))
+        yield decode(payload, summary["format"])
+
+
+def decode(payload: bytes, fmt: str) -> dict:
+    """One serialized record as {key: value}, single values unwrapped from their lists."""
+    features = tfrecord.decode_example(payload) if fmt == "tfrecord" else ofrecord.decode_record(payload)
+    return {key: values[0] if len(values) == 1 else values for key, (_, values) in features.items()}
+
+
+def shard_payloads(path: str, fmt: str, compression: str | None = None) -> Iterator[bytes]:
+    """The serialized records of one shard file (framing, and TFRecord CRCs, checked)."""
+    with storage.open_read(path) as f:
+        if fmt == "tfrecord":
+            for _, payload in tfrecord.read_records(tfrecord.decompressing(f, compression), path):
+                yield payload
+        else:
+            for _, payload in ofrecord.read_records(f, path):
+                yield payload
 
 
 def payloads(run_dir: str, split: str | None = None, summary: dict | None = None) -> Iterator[bytes]:
-    """The serialized records of a run, shard after shard (framing and TFRecord CRCs checked)."""
+    """The serialized records of a run, shard after shard."""
     summary = summary or summaries.load(run_dir)
     for path in shard_paths(run_dir, split, summary):
-        with storage.open_read(path) as f:
-            if summary["format"] == "tfrecord":
-                for _, payload in tfrecord.read_records(tfrecord.decompressing(f, summary.get("compression")), path):
-                    yield payload
-            else:
-                for _, payload in ofrecord.read_records(f, path):
-                    yield payload
-
-
-def _unwrap(features: dict) -> dict:
-    return {key: values[0] if len(values) == 1 else values for key, (_, values) in features.items()}
+        yield from shard_payloads(path, summary["format"], summary.get("compression"))
 
 
 def tf_dataset(run_dir: str, split: str = "train", *, decode: bool = True, channels: int = 0):

@@ -72,6 +72,9 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             sink.write(record_values(item, encoded, job.class_names))
             counts[item.label] += 1
             formats[encoded.format] += 1
+        if sink.num_records == 0:  # every image of this shard was skipped: publish no empty shard
+            sink.abort()
+            return ShardResult(plan.path, plan.split, 0, 0, "", {}, {}, skipped, [])
         size, sha256, extra = sink.commit()
     return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra)
 
@@ -156,6 +159,8 @@ def convert(
             results.append(result)
             for skip in result.skipped:
                 log.warning("skipped %s: %s", skip.source, skip.reason)
+            if result.num_records == 0:
+                log.warning("shard %s was not written: every one of its images was skipped", result.path)
             bar.update(result.num_records + len(result.skipped))
             _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
     except BaseException:

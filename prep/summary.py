@@ -13,6 +13,7 @@ from prep.stages import ShardResult
 
 
 def build(*, name: str, writer, listing, splits: list[str], results: list[ShardResult], seconds: float, run_info: dict) -> dict:
+    written = [r for r in results if r.num_records]  # a shard whose images were all skipped is not written
     per_split: dict[str, dict] = {}
     for split in splits:
         counts: Counter = Counter()
@@ -21,7 +22,7 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
                 counts.update(result.class_counts)
         per_split[split] = {
             "num_records": sum(counts.values()),
-            "num_shards": sum(1 for r in results if r.split == split),
+            "num_shards": sum(1 for r in written if r.split == split),
             "classes": {str(label): counts[label] for label in sorted(counts)},
         }
     formats: Counter = Counter()
@@ -37,7 +38,7 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
         "splits": per_split,
         "shards": [
             {"path": r.path, "split": r.split, "num_records": r.num_records, "bytes": r.bytes, "sha256": r.sha256}
-            for r in results
+            for r in written
         ],
         "label_map": listing.label_map,
         "features": writer.feature_types(listing.class_names is not None),

@@ -173,3 +173,15 @@ def test_more_shards_than_images_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="writer.num_shards=5 is more than the 3 images of split 'train'"):
         run(tmp_path, DigitsSource(), EmbeddedLabels(), encoder=ImageEncoder("png"), writer=writer, limit=3)
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_a_shard_whose_images_are_all_bad_is_not_written(tmp_path, imagenet_folder):
+    for name in imagenet_folder.names[:10]:  # the whole first shard
+        (imagenet_folder.root / name).write_bytes(b"not an image")
+    out = tmp_path / "out"
+    summary = run(out, ImageDirSource(str(imagenet_folder.root)), SpaceLabels(str(imagenet_folder.labels)))
+    assert [s["path"] for s in summary["shards"]] == ["test-train.tfrecord-00001-of-00003", "test-train.tfrecord-00002-of-00003"]
+    assert not (out / "test-train.tfrecord-00000-of-00003").exists()
+    assert not list(out.glob("*.partial"))
+    assert summary["num_records"] == 14 and len(summary["skipped"]) == 10
+    assert summary["splits"]["train"]["num_shards"] == 2
