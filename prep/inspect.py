@@ -16,9 +16,9 @@ from collections.abc import Iterator
 
 from prep import storage
 from prep import summary as summaries
-from prep.errors import PrepError
+from prep.errors import EncodeError, PrepError
 from prep.formats import tfrecord
-from prep.headers import sniff_format
+from prep.headers import HEADER_FORMATS, read_header, sniff_format
 from prep.load import decode, shard_payloads
 from prep.load import records as run_records
 
@@ -100,6 +100,12 @@ def describe(record: dict, view: View) -> str:
         if key == view.key.get("encoded") and isinstance(value, bytes):
             fmt = "raw" if view.raw else sniff_format(value[:16]) or "bytes"
             shape = view.shape(record)
+            if shape is None and fmt in HEADER_FORMATS:  # no shape features: the image's own header has it
+                try:
+                    info = read_header(value)
+                    shape = (info.height, info.width, info.channels)
+                except EncodeError:
+                    pass
             dims = "x".join(map(str, shape)) if shape else "?"
             parts.append(f"{key}: {fmt} {dims}, {len(value):,} bytes")
         elif key == view.key.get("label"):

@@ -22,19 +22,27 @@ def job_dirs(sweep_dir: str) -> list[str]:
     return [os.path.join(sweep_dir, n) for n in sorted(names, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))]
 
 
-def _overrides(job_dir: str) -> str:
+def _overrides(job_dir: str) -> list[str]:
     path = os.path.join(job_dir, ".hydra", "overrides.yaml")
     if not os.path.exists(path):
-        return ""
+        return []
     from omegaconf import OmegaConf
 
-    return " ".join(str(o) for o in OmegaConf.load(path))
+    return [str(o) for o in OmegaConf.load(path)]
+
+
+def common_overrides(sweep_dir: str) -> list[str]:
+    """The overrides every job of the sweep shares (the table shows only what varies)."""
+    per_job = [_overrides(d) for d in job_dirs(sweep_dir)]
+    return [o for o in per_job[0] if all(o in job for job in per_job)] if per_job else []
 
 
 def collect(sweep_dir: str) -> list[dict]:
     rows = []
+    common = set(common_overrides(sweep_dir))
     for job_dir in job_dirs(sweep_dir):
-        row = {"job": os.path.basename(job_dir), "overrides": _overrides(job_dir), "status": "failed"}
+        varying = " ".join(o for o in _overrides(job_dir) if o not in common)
+        row = {"job": os.path.basename(job_dir), "overrides": varying, "status": "failed"}
         summary_path = os.path.join(job_dir, "summary.json")
         if os.path.exists(summary_path):
             with open(summary_path) as f:
@@ -89,4 +97,5 @@ class SweepSummary(Callback):
             return
         rows = collect(sweep_dir)
         table = write_table(sweep_dir, rows)
-        log.info("sweep of %d jobs -> %s\n%s", len(rows), os.path.join(sweep_dir, SWEEP_CSV), table)
+        common = " ".join(common_overrides(sweep_dir)) or "none"
+        log.info("sweep of %d jobs -> %s (overrides shared by all jobs: %s)\n%s", len(rows), os.path.join(sweep_dir, SWEEP_CSV), common, table)

@@ -137,6 +137,6 @@ def test_sweep_jobs_in_parallel_with_the_joblib_launcher(tmp_path):
     run_prep("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "writer.shard_size=300,1000", "limit=600", "executor.workers=1", f"hydra.sweep.dir={sweep}")
     rows = list(csv.DictReader((sweep / "sweep_summary.csv").read_text().splitlines()))
     assert [(r["overrides"], r["shards"], r["status"]) for r in rows] == [
-        ("writer.shard_size=300 limit=600 executor.workers=1", "2", "ok"),
-        ("writer.shard_size=1000 limit=600 executor.workers=1", "1", "ok"),
+        ("writer.shard_size=300", "2", "ok"),
+        ("writer.shard_size=1000", "1", "ok"),
     ]

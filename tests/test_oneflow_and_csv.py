@@ -129,8 +129,8 @@ def test_inspect_prints_records_and_saves_a_contact_sheet(tmp_path, oneflow_fold
     run_prep("dataset=mnist_ofrecord", f"source.image_dir={root}", f"labels.path={label_file}", f"hydra.run.dir={out}")
     grid = tmp_path / "grid.png"
     proc = run_prep(str(out), "--grid", str(grid), "--count", "10", "--columns", "4", module="prep.inspect")
-    assert f"labels: {labels[0]}" in proc.stdout and "images: png 28x28" not in proc.stdout  # no shape keys in this preset
-    assert "images: png ?, " in proc.stdout
+    assert f"labels: {labels[0]}" in proc.stdout
+    assert "images: png 28x28x1, " in proc.stdout  # no shape keys in this preset: read from the PNG header
     sheet = cv2.imread(str(grid))
     assert sheet.shape == (3 * (96 + 22), 4 * 96, 3)
     assert sheet[:96, :96].std() > 10  # an image was drawn, not a blank cell

@@ -112,8 +112,8 @@ def test_shard_size_sweep_writes_job_summaries_and_a_table(tmp_path, tf):
     assert [s["num_records"] for s in jobs[0]["shards"]] == [300, 300]
     rows = list(csv.DictReader((sweep_dir / "sweep_summary.csv").read_text().splitlines()))
     assert [(r["overrides"], r["shards"], r["records"], r["status"]) for r in rows] == [
-        ("writer.shard_size=300 limit=600", "2", "600", "ok"),
-        ("writer.shard_size=1000 limit=600", "1", "600", "ok"),
+        ("writer.shard_size=300", "2", "600", "ok"),
+        ("writer.shard_size=1000", "1", "600", "ok"),
     ]
     assert "| job | overrides | status | shards | bytes | records | seconds | records_per_second |" in proc.stderr + proc.stdout
 
