@@ -1,4 +1,4 @@
-"""Typed configs for every stage, registered in Hydra's ConfigStore as `base_*` schemas that conf/ files extend."""
+"""Typed configs for every stage, registered in Hydra's ConfigStore as `schema/<group>` configs that conf/ files extend."""
 
 from __future__ import annotations
 
@@ -184,8 +184,9 @@ RUNTIME_KEYS = ("output_dir", "overwrite", "resume", "verify", "progress", "exec
 
 
 def register() -> None:
+    """Schemas live in their own `schema/<group>` groups, so `--help` lists only the real choices."""
     store = ConfigStore.instance()
-    store.store(name="base_config", node=PrepConf)
+    store.store(group="schema/config", name="prep", node=PrepConf)
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
-            store.store(group=group, name=f"base_{name}", node=schema)
+            store.store(group=f"schema/{group}", name=name, node=schema)
