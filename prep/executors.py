@@ -6,6 +6,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -17,6 +18,23 @@ def _cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+# Images processed by shard tasks on this machine: a counter shared with forked workers, read by the
+# driver's progress bar. None where nobody reads it (a Ray worker).
+_processed = None
+
+
+def count_processed(n: int) -> None:
+    """Shard tasks call this every few images, so the progress bar moves within a shard, not per shard."""
+    if _processed is not None:
+        with _processed.get_lock():
+            _processed.value += n
+
+
+def _watch(progress: Callable[[int], None] | None, stop: threading.Event) -> None:
+    while not stop.wait(0.25):
+        progress(_processed.value)
 
 
 def _worker_init() -> None:
@@ -37,8 +55,26 @@ class LocalExecutor:
             raise ConfigError(f"executor.workers={workers}: must be a positive number of processes, or null for one per core")
         self.workers = workers or _cores()
 
-    def map(self, fn: Callable, job, tasks: Sequence) -> Iterator:
-        """Yield fn(job, task) for every task, in order of completion; the first error stops the rest."""
+    def map(self, fn: Callable, job, tasks: Sequence, progress: Callable[[int], None] | None = None) -> Iterator:
+        """Yield fn(job, task) for every task, in order of completion; the first error stops the rest.
+
+        progress, if given, is called from a watcher thread with the number of images processed so far.
+        """
+        global _processed
+        _processed = multiprocessing.get_context("fork").Value("q", 0)  # before the fork: workers share it
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(progress, stop), daemon=True) if progress else None
+        if watcher:
+            watcher.start()
+        try:
+            yield from self._map(fn, job, tasks)
+        finally:
+            stop.set()
+            if watcher:
+                watcher.join()
+            _processed = None
+
+    def _map(self, fn: Callable, job, tasks: Sequence) -> Iterator:
         workers = min(self.workers, len(tasks))
         if workers <= 1:
             for task in tasks:
@@ -102,8 +138,11 @@ class RayExecutor:
             started = True
         return ray, started
 
-    def map(self, fn: Callable, job, tasks: Sequence) -> Iterator:
-        """Yield fn(job, task) for every task as Ray tasks finish; a task that fails after its retries stops the run."""
+    def map(self, fn: Callable, job, tasks: Sequence, progress: Callable[[int], None] | None = None) -> Iterator:
+        """Yield fn(job, task) for every task as Ray tasks finish; a task that fails after its retries stops the run.
+
+        Progress is reported per finished shard by the caller (tasks run on other machines).
+        """
         if not tasks:
             return
         ray, started = self._init()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from prep import outputs
 from prep import summary as summaries
 from prep.errors import ConfigError, EncodeError, InputError, WriteError
+from prep.executors import count_processed
 from prep.plan import plan_shards
 from prep.reader import read_items
 from prep.stages import ShardPlan, ShardResult, Skip
@@ -63,7 +65,9 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             return item, err
 
     with job.writer.open(job.output_dir, plan.path) as sink:
-        for item, encoded in ordered_map(encode, plan.items, job.threads):
+        for done, (item, encoded) in enumerate(ordered_map(encode, plan.items, job.threads), start=1):
+            if done % 32 == 0:
+                count_processed(32)
             if isinstance(encoded, EncodeError):
                 if job.on_error == "fail":
                     raise EncodeError(f"{item.name}: {encoded}") from None
@@ -72,6 +76,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             sink.write(record_values(item, encoded, job.class_names))
             counts[item.label] += 1
             formats[encoded.format] += 1
+        count_processed(len(plan.items) % 32)
         if sink.num_records == 0:  # every image of this shard was skipped: publish no empty shard
             sink.abort()
             return ShardResult(plan.path, plan.split, 0, 0, "", {}, {}, skipped, [])
@@ -133,18 +138,18 @@ def convert(
         )
     _check_skips(skipped, limit_skipped, max_skipped)
     # Inputs, stages and plan are all checked: only now is the output folder touched.
-    finished = outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=run_info.get("config_fingerprint", ""))
+    recorded = outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=run_info.get("config_fingerprint", ""))
     manifest = outputs.Manifest(output_dir, run_info.get("config_fingerprint", ""))
 
     results: list[ShardResult] = []
     todo: list[ShardPlan] = []
     for plan in plans:
-        kept = outputs.reusable(output_dir, plan, finished.get(plan.path))
+        kept = outputs.reusable(output_dir, plan, recorded.get(plan.path))
         if kept is not None:
             results.append(kept)
         else:
             todo.append(plan)
-    if finished:
+    if recorded:
         log.info("resume: %d of %d shards are finished and unchanged, writing %d", len(results), len(plans), len(todo))
     log.info("%d images -> %d shards in %s", len(listing.items), len(plans), output_dir)
 
@@ -153,15 +158,23 @@ def convert(
     job = Job(source, encoder, writer, output_dir, listing.class_names, on_error, threads)
     by_path = {plan.path: plan for plan in todo}
     bar = _progress(sum(len(p.items) for p in todo), progress)
+    bar_lock = threading.Lock()
+    finished_images = 0
+
+    def advance(processed: int) -> None:
+        with bar_lock:  # the executor's watcher thread and this loop both move the bar, never backwards
+            bar.update(max(0, processed - bar.n))
+
     try:
-        for result in executor.map(write_shard, job, todo):
+        for result in executor.map(write_shard, job, todo, progress=advance):
             manifest.add(by_path[result.path], result)
             results.append(result)
             for skip in result.skipped:
                 log.warning("skipped %s: %s", skip.source, skip.reason)
             if result.num_records == 0:
                 log.warning("shard %s was not written: every one of its images was skipped", result.path)
-            bar.update(result.num_records + len(result.skipped))
+            finished_images += len(by_path[result.path].items)
+            advance(finished_images)
             _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
     except BaseException:
         outputs.clean_unfinished(output_dir, todo)

@@ -106,12 +106,11 @@ def imagenet_folder(tmp_path, photos) -> ImageFolder:
     return make_imagenet_folder(tmp_path, photos)
 
 
-def run_prep(*args: str, module: str = "prep", cwd: Path = REPO, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m prep ARGS` in a subprocess, as a user runs it."""
+def run_prep(*args: str, module: str | None = "prep", cwd: Path = REPO, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m prep ARGS` in a subprocess, as a user runs it (module=None: ARGS are the interpreter's)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    command = [sys.executable, *(["-m", module] if module else []), *args]
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"prep exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc

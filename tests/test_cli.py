@@ -137,3 +137,14 @@ def test_user_mistakes_are_one_clear_line_without_traceback(tmp_path):
 
     proc = run_prep("writer.shard_sise=10", f"hydra.run.dir={tmp_path / 'run3'}", check=False)
     assert proc.returncode != 0 and "shard_sise" in proc.stderr
+
+
+def test_writing_imports_only_what_it_uses(tmp_path, imagenet_folder):
+    """Start-up stays cheap: a pass-through run never imports TensorFlow, OpenCV, pandas, scikit-learn or Ray."""
+    proc = run_prep(
+        "-X", "importtime", "-m", "prep", "dataset=imagenet_val", f"source.image_dir={imagenet_folder.root}",
+        f"labels.path={imagenet_folder.labels}", "limit=10", f"hydra.run.dir={tmp_path / 'run'}", module=None,
+    )
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "prep" in imported and "hydra" in imported
+    assert not imported & {"tensorflow", "cv2", "pandas", "sklearn", "ray", "fsspec"}

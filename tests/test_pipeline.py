@@ -185,3 +185,20 @@ def test_a_shard_whose_images_are_all_bad_is_not_written(tmp_path, imagenet_fold
     assert not list(out.glob("*.partial"))
     assert summary["num_records"] == 14 and len(summary["skipped"]) == 10
     assert summary["splits"]["train"]["num_shards"] == 2
+
+
+def test_a_write_error_names_the_shard_and_leaves_no_summary(tmp_path, imagenet_folder, monkeypatch):
+    import errno
+
+    from prep import writers
+    from prep.errors import WriteError
+
+    def disk_full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writers._HashingFile, "_write_all", disk_full)
+    out = tmp_path / "out"
+    with pytest.raises(WriteError, match=r"test-train.tfrecord-00000-of-00003: write failed: No space left on device"):
+        run(out, ImageDirSource(str(imagenet_folder.root)), SpaceLabels(str(imagenet_folder.labels)))
+    assert not (out / "summary.json").exists()
+    assert not [p for p in out.iterdir() if "tfrecord" in p.name]  # no shard, final or partial
