@@ -39,9 +39,6 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts) if is_url(base) else os.path.join(local(base), *parts)
 
 
-def dirname(path: str) -> str:
-    return posixpath.dirname(path) if is_url(path) else os.path.dirname(local(path))
-
 
 def exists(path: str) -> bool:
     if is_url(path):

@@ -83,10 +83,6 @@ def markdown(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def read_table(sweep_dir: str) -> list[dict]:
-    with open(os.path.join(sweep_dir, SWEEP_CSV), newline="") as f:
-        return list(csv.DictReader(f))
-
 
 class SweepSummary(Callback):
     """Hydra callback: after a multirun, tabulate every job's summary.json in the sweep directory."""

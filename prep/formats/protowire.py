@@ -40,9 +40,6 @@ def varint(value: int) -> bytes:
     return _varint(value & _U64)
 
 
-def length_delimited(field: int, payload: bytes) -> bytes:
-    return varint(field << 3 | 2) + varint(len(payload)) + payload
-
 
 @dataclass(frozen=True)
 class Kind:
