@@ -37,6 +37,8 @@ def varint(value: int) -> bytes:
     """Base-128 varint; negative numbers as 64-bit two's complement, as protobuf does for int32/int64."""
     if 0 <= value < 16384:
         return _TABLE[value]
+    if 0 <= value < 2097152:  # three bytes: image lengths up to 2 MB, without the loop
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
     return _varint(value & _U64)
 
 
