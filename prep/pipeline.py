@@ -165,8 +165,9 @@ def convert(
         with bar_lock:  # the executor's watcher thread and this loop both move the bar, never backwards
             bar.update(max(0, processed - bar.n))
 
+    running = executor.map(write_shard, job, todo, progress=advance)
     try:
-        for result in executor.map(write_shard, job, todo, progress=advance):
+        for result in running:
             manifest.add(by_path[result.path], result)
             results.append(result)
             for skip in result.skipped:
@@ -177,6 +178,7 @@ def convert(
             advance(finished_images)
             _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
     except BaseException:
+        running.close()  # stop the workers first, then remove what they left half-written
         outputs.clean_unfinished(output_dir, todo)
         raise
     finally:
