@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-import cv2
 import pytest
 
 from conftest import REPO, crop, jpeg_bytes, png_bytes, run_prep
@@ -74,7 +72,7 @@ def test_bad_images_are_skipped_named_and_listed(tmp_path, broken_folder):
     assert got == EXPECTED_REASONS
     assert [s.get("where") for s in summary["skipped"][:4]] == [f"{broken_folder[1]}:{n}" for n in (4, 5, 6, 7)]
     for name in ("truncated.jpg", "missing.jpg", "link.jpg"):
-        assert f"skipped" in proc.stderr and name in proc.stderr
+        assert "skipped" in proc.stderr and name in proc.stderr
     assert summary["unlabelled"] == {"count": 1, "examples": ["unlabelled.jpg"]}
     assert "1 image(s) in" in proc.stderr and "unlabelled.jpg" in proc.stderr
 

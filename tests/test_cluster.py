@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_prep
+from conftest import run_prep
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")  # an optional extra; CI installs it with the dev dependencies
