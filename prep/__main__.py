@@ -13,27 +13,67 @@ from prep.config import register
 log = logging.getLogger("prep")
 register()
 
+# Hydra settings every run needs, even a rerun from a saved .hydra/config.yaml (which carries no hydra
+# settings): Hydra must not write .hydra/ or a log file itself, before prep knows the folder is its to use.
+FORCED = ("hydra.output_subdir=null", "hydra/job_logging=prep", "hydra.job.name=prep")
+
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    from prep import runlog
     from prep.app import run
     from prep.errors import PrepError
 
+    hydra_cfg = HydraConfig.get()
+    run_dir = hydra_cfg.runtime.output_dir
+    handler = runlog.RunLog()
+    logging.getLogger().addHandler(handler)
+    claimed = False
+
+    def claim() -> None:
+        # The run holds output_dir now (locked; empty, resumable or replaceable): its config and log go in
+        # the run folder if that is output_dir, or a run folder nobody has used.
+        nonlocal claimed
+        claimed = True
+        if os.path.realpath(run_dir) == os.path.realpath(str(cfg.output_dir)) or runlog.is_fresh(run_dir):
+            runlog.save_config(run_dir, cfg, hydra_cfg)
+            handler.open(os.path.join(run_dir, "prep.log"))
+        else:
+            log.warning("%s holds an earlier run's files: this run's config and log are not saved there", run_dir)
+
+    def keep_log_of_failure() -> None:
+        # A run that stopped before it held its folder leaves its log only where nothing else lives.
+        if not claimed and runlog.is_fresh(run_dir):
+            runlog.save_config(run_dir, cfg, hydra_cfg)
+            handler.open(os.path.join(run_dir, "prep.log"))
+
     try:
-        run(cfg, overrides=list(HydraConfig.get().overrides.task))
+        run(cfg, overrides=list(hydra_cfg.overrides.task), on_claim=claim)
     except PrepError as err:
         # A user mistake: one line (also in the run's log file), no traceback.
         log.error("error: %s", err)
+        keep_log_of_failure()
         sys.exit(1)
     except KeyboardInterrupt:
         log.error("interrupted: no summary.json was written; finished shards are kept, rerun with resume=true to finish")
         sys.exit(130)
+    except OSError as err:
+        # The file system said no (disk or inodes full, permissions, a read-only folder): not a bug in prep.
+        where = f"{err.filename}: " if err.filename else ""
+        log.error("error: %s%s", where, err.strerror or err)
+        log.debug("details", exc_info=True)
+        keep_log_of_failure()
+        sys.exit(1)
     except Exception:
         # A bug in prep: keep the traceback, on the terminal and in the run's log file.
         log.exception("internal error: please report this with the log above")
+        keep_log_of_failure()
         sys.exit(2)
+    finally:
+        handler.close()
+        logging.getLogger().removeHandler(handler)
 
 
 def _interrupt(signum, frame):
@@ -53,7 +93,13 @@ def _absolute_config_paths(argv: list[str]) -> list[str]:
     return out
 
 
+def _with_forced(argv: list[str]) -> list[str]:
+    """FORCED settings added unless the user set the same key."""
+    given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:]}
+    return argv + [o for o in FORCED if o.split("=", 1)[0] not in given]
+
+
 if __name__ == "__main__":
-    sys.argv = _absolute_config_paths(sys.argv)
+    sys.argv = _with_forced(_absolute_config_paths(sys.argv))
     signal.signal(signal.SIGTERM, _interrupt)
     main()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import inspect
 import json
 import logging
 
 from omegaconf import DictConfig, OmegaConf
 
 from prep.config import RUNTIME_KEYS
-from prep.errors import PrepError
+from prep.errors import ConfigError, PrepError
 from prep.pipeline import convert
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,7 @@ def build(node: DictConfig, group: str):
     from hydra.utils import instantiate
 
     log.debug("building %s: %s", group, node.get("_target_"))
+    check_keys(node, group)
     try:
         return instantiate(node, _convert_="object")
     except InstantiationException as err:
@@ -33,6 +36,26 @@ def build(node: DictConfig, group: str):
         raise
 
 
+def check_keys(node: DictConfig, group: str) -> None:
+    """Every key of a stage's config must be an argument of its class: `+encoder.qualty=50` (Hydra's own
+    suggestion for a typo) would otherwise reach the constructor as a TypeError."""
+    from hydra.utils import get_class
+
+    target = node.get("_target_")
+    if not isinstance(target, str):
+        raise ConfigError(f"{group}: no _target_; choose one of the {group} choices (python -m prep --help lists them)")
+    try:
+        cls = get_class(target)
+    except Exception:  # noqa: BLE001 - Hydra raises several kinds for an import that fails
+        raise ConfigError(f"{group}._target_={target!r}: no such class") from None
+    params = [p for p in inspect.signature(cls).parameters if p != "self"]
+    for key in node:
+        if isinstance(key, str) and not key.startswith("_") and key not in params:
+            close = difflib.get_close_matches(key, params, n=1)
+            hint = f"did you mean {group}.{close[0]}? " if close else ""
+            raise ConfigError(f"{group}.{key}: not a setting of {group} ({target.rsplit('.', 1)[-1]}); {hint}its settings are {params}")
+
+
 def fingerprint(cfg: DictConfig) -> str:
     """sha256 of the resolved config without the keys that only say where and how it runs."""
     data = OmegaConf.to_container(cfg, resolve=False)
@@ -42,7 +65,7 @@ def fingerprint(cfg: DictConfig) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
+def run(cfg: DictConfig, overrides: list[str] | None = None, on_claim=None) -> dict:
     stages = {group: build(cfg[group], group) for group in STAGES}
     return convert(
         name=cfg.name,
@@ -61,4 +84,5 @@ def run(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         verify=cfg.verify,
         progress=cfg.progress,
         run_info={"overrides": list(overrides or []), "config_fingerprint": fingerprint(cfg)},
+        on_claim=on_claim,
     )

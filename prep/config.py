@@ -14,6 +14,7 @@ class ImageDirSourceConf:
     _target_: str = "prep.sources.ImageDirSource"
     image_dir: str = ""
     extension: Optional[str] = None  # appended to label-file names that have none (CIFAR-10's bare ids)
+    max_image_bytes: int = II("max_image_bytes")
 
 
 @dataclass
@@ -154,6 +155,7 @@ class PrepConf:
     resume: bool = False
     verify: bool = False
     max_pixels: int = 20_000 * 20_000
+    max_image_bytes: int = 256 << 20
     progress: bool = True
     features: Any = field(default_factory=dict)
     source: Any = MISSING
@@ -183,9 +185,29 @@ SCHEMAS = {
 RUNTIME_KEYS = ("output_dir", "overwrite", "resume", "verify", "progress", "executor")
 
 
+# The terminal's log format. The run's log file (prep.log) is written by prep itself, only once the run
+# holds its output folder (prep/runlog.py), so Hydra's own file handler is not used. In the ConfigStore,
+# not conf/, so that a rerun from a saved .hydra/config.yaml finds it too.
+JOB_LOGGING = {
+    "version": 1,
+    "formatters": {"console": {"format": "[prep] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "console", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "disable_existing_loggers": False,
+}
+
+
 def register() -> None:
     """Schemas live in their own `schema/<group>` groups, so `--help` lists only the real choices."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    # ${pid:} in the default run folder: two runs started in the same second get two folders.
+    if not OmegaConf.has_resolver("pid"):
+        OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
     store = ConfigStore.instance()
+    store.store(group="hydra/job_logging", name="prep", node=JOB_LOGGING, provider="prep")
     store.store(group="schema/config", name="prep", node=PrepConf)
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():

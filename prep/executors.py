@@ -40,6 +40,9 @@ def _watch(progress: Callable[[int], None] | None, stop: threading.Event) -> Non
 def _worker_init() -> None:
     # Ctrl-C reaches the whole process group: the parent decides what happens, workers just stop when told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Told = SIGTERM, and it must end the worker outright. With the parent's handler (SIGTERM -> KeyboardInterrupt)
+    # the pool would only fail the current shard and hand the worker the next queued one.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # And a worker dies with its parent (even a SIGKILLed one) instead of writing on as an orphan.
     try:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)

@@ -1,16 +1,22 @@
-"""The output directory's safety: never overwrite by accident, resume an interrupted run, clean up after a failed one.
+"""The output directory's safety: one run at a time, never overwrite by accident, delete only what prep wrote,
+resume an interrupted run without mixing in shards of another plan.
 
-A run records each finished shard in a manifest folder beside the shards as it completes (one small
-file per shard, so it works on object stores, which cannot append); summary.json is written last and
-the manifest removed. A folder with a manifest and no summary is an unfinished run.
+A run takes an exclusive lock (`.prep-lock`, fcntl.flock) for its whole length. It records its plan in
+`.prep-manifest/run.json` before writing anything, and each shard task records its finished shard there
+(one small file per shard, written just before the shard gets its final name, so it works on object stores,
+which cannot append). summary.json is written last and the manifest removed. So everything under a final
+name is listed either in summary.json or in the manifest: that is exactly what `overwrite=true` may delete.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import posixpath
+from collections.abc import Iterable
 
 from prep import storage
 from prep.errors import ConfigError, WriteError
@@ -20,18 +26,32 @@ log = logging.getLogger(__name__)
 MANIFEST = ".prep-manifest"
 SUMMARY = "summary.json"
 LABELS_CSV = "labels.csv"
+LOCK = ".prep-lock"
+LOG = "prep.log"
+HYDRA = ".hydra"
 _HEADER = "run.json"
+# Written by every run beside its shards; a shard pattern may not produce these names.
+RESERVED = frozenset({MANIFEST, SUMMARY, LABELS_CSV, LOCK, LOG, HYDRA})
+# The run's own records of itself, never counted as "files in the way".
+_BOOKKEEPING = frozenset({LOCK, LOG, HYDRA})
+_SIDE_FILES = (".partial", ".idx", ".idx.partial")  # what a shard task may leave beside a shard path
 
 
-def foreign_entries(output_dir: str) -> list[str]:
-    """Everything in the folder except Hydra's own files (its .hydra folder and the run's log)."""
-    return [n for n in storage.listdir(output_dir) if n != ".hydra" and not n.endswith(".log")]
+def plan_digest(plan: ShardPlan, class_names: list[str] | None) -> str:
+    """Everything about a shard's records that the plan decides: names, order, labels, class texts, place."""
+    digest = hashlib.sha256(f"{plan.path}\n{plan.split}\n{plan.index}\n{plan.count}\n".encode())
+    for item in plan.items:
+        text = class_names[item.label] if class_names else ""
+        digest.update(f"{item.name}\t{item.ref}\t{item.label}\t{text}\n".encode())
+    return digest.hexdigest()
 
 
-def plan_digest(plan: ShardPlan) -> str:
-    """What a shard holds, so resume never keeps a shard planned from other inputs."""
-    text = "\n".join(f"{item.name}\t{item.label}" for item in plan.items)
-    return hashlib.sha256(f"{plan.path}\n{plan.split}\n{text}".encode()).hexdigest()
+def stamp_digest(stamps: Iterable[object]) -> str:
+    """The state of a shard's source files (size, modification time) when they were read."""
+    digest = hashlib.sha256()
+    for stamp in stamps:
+        digest.update(f"{stamp}\n".encode())
+    return digest.hexdigest()
 
 
 def file_sha256(path: str) -> str:
@@ -42,124 +62,297 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _write(path: str, data: bytes) -> None:
+    try:
+        storage.write_bytes(path, data)
+    except OSError as err:
+        raise WriteError(f"{path}: cannot write: {err.strerror or err}") from None
+
+
+def entry_name(path: str) -> str:
+    return hashlib.sha256(path.encode()).hexdigest()[:24] + ".json"
+
+
+def record_shard(output_dir: str, plan: ShardPlan, class_names, stamps: str, result: ShardResult) -> None:
+    """Called by the shard task just before the shard gets its final name: a published shard is always recorded."""
+    entry = {"plan": plan_digest(plan, class_names), "inputs": stamps, "result": result.as_dict()}
+    _write(storage.join(output_dir, MANIFEST, entry_name(plan.path)), json.dumps(entry, sort_keys=True).encode())
+
+
 class Manifest:
-    """Finished shards, one JSON file each in `.prep-manifest/`, after a header with the config fingerprint."""
+    """The unfinished run's record: run.json (fingerprint and every path the run may write) and one file per shard."""
 
     def __init__(self, output_dir: str, fingerprint: str) -> None:
+        self.output_dir = output_dir
         self.dir = storage.join(output_dir, MANIFEST)
         self.fingerprint = fingerprint
 
-    def read(self) -> dict[str, dict]:
+    def header(self) -> dict:
         try:
             header = json.loads(storage.read_bytes(storage.join(self.dir, _HEADER)))
-        except (OSError, json.JSONDecodeError):
-            header = {}
-        if header.get("fingerprint") != self.fingerprint:
-            raise ConfigError(
-                f"resume=true: {self.dir} was written with another config (fingerprint {header.get('fingerprint')}); "
-                "resume with the same config, or pass overwrite=true to start again"
-            )
+            return header if isinstance(header, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def entries(self) -> dict[str, dict]:
+        """Finished shards by path; a file cut short by a crash is left out (that shard is simply redone)."""
         entries: dict[str, dict] = {}
         for name in storage.listdir(self.dir):
             if name == _HEADER or not name.endswith(".json"):
                 continue
             try:
                 entry = json.loads(storage.read_bytes(storage.join(self.dir, name)))
-            except (OSError, json.JSONDecodeError):  # cut short by a crash: that shard is simply redone
+                entries[entry["result"]["path"]] = entry
+            except (OSError, ValueError, KeyError, TypeError):
                 continue
-            entries[entry["result"]["path"]] = entry
         return entries
 
-    def start(self) -> None:
-        storage.remove_tree(self.dir)
-        storage.makedirs(self.dir)
-        storage.write_bytes(storage.join(self.dir, _HEADER), json.dumps({"fingerprint": self.fingerprint}).encode())
+    def start(self, paths: list[str]) -> None:
+        """Record the plan before the first shard: every path below is prep's, whatever happens next."""
+        try:
+            storage.makedirs(self.dir)
+        except OSError as err:
+            raise WriteError(f"{self.dir}: cannot create: {err.strerror or err}") from None
+        header = {"fingerprint": self.fingerprint, "files": sorted(set(paths) | {SUMMARY, LABELS_CSV})}
+        _write(storage.join(self.dir, _HEADER), json.dumps(header).encode())
 
-    def add(self, plan: ShardPlan, result: ShardResult) -> None:
-        name = hashlib.sha256(result.path.encode()).hexdigest()[:24] + ".json"
-        entry = {"plan": plan_digest(plan), "result": result.as_dict()}
-        storage.write_bytes(storage.join(self.dir, name), json.dumps(entry, sort_keys=True).encode())
+    def forget(self, path: str) -> None:
+        storage.remove(storage.join(self.dir, entry_name(path)))
 
     def remove(self) -> None:
         storage.remove_tree(self.dir)
 
 
-def _previous_outputs(output_dir: str) -> set[str]:
-    """What an earlier prep run wrote here, by its summary and manifest."""
-    paths = {SUMMARY, LABELS_CSV}
+# ---------------------------------------------------------------------------------------------- ownership
+
+
+def _summary_files(output_dir: str) -> set[str] | None:
+    """What a finished prep run's summary.json says it wrote, or None if there is no prep summary."""
     try:
         summary = json.loads(storage.read_bytes(storage.join(output_dir, SUMMARY)))
-        paths.update(s["path"] for s in summary.get("shards", []))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
-        pass
-    manifest = storage.join(output_dir, MANIFEST)
-    for name in storage.listdir(manifest):
-        try:
-            paths.add(json.loads(storage.read_bytes(storage.join(manifest, name)))["result"]["path"])
-        except (OSError, json.JSONDecodeError, KeyError, TypeError):
-            pass
-    return paths | {p + ".idx" for p in paths}
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or not isinstance(summary.get("shards"), list) or "dataset" not in summary:
+        return None
+    files = {SUMMARY, LABELS_CSV}
+    for shard in summary["shards"]:
+        if isinstance(shard, dict) and isinstance(shard.get("path"), str):
+            files.add(shard["path"])
+            extra = shard.get("extra_files")
+            if isinstance(extra, list):
+                files.update(p for p in extra if isinstance(p, str))
+            else:  # summaries written before shards listed their extra files: DALI index beside the shard
+                files.add(shard["path"] + ".idx")
+    return files
 
 
-def _remove_previous(output_dir: str) -> None:
-    """Delete what an earlier prep run wrote here (summary, manifest, shards, index files, partials); nothing else."""
-    for rel in _previous_outputs(output_dir):
-        storage.remove(storage.join(output_dir, rel))
-    storage.remove_tree(storage.join(output_dir, MANIFEST))
-    remove_partials(output_dir)
+def owned_files(output_dir: str) -> set[str]:
+    """Every relative path an earlier prep run here recorded as its own (summary.json and manifest)."""
+    files = set(_summary_files(output_dir) or ())
+    manifest = Manifest(output_dir, "")
+    listed = manifest.header().get("files")
+    if isinstance(listed, list):
+        files.update(p for p in listed if isinstance(p, str))
+    for path, entry in manifest.entries().items():
+        files.add(path)
+        extra = entry.get("result", {}).get("extra_files")
+        if isinstance(extra, list):
+            files.update(p for p in extra if isinstance(p, str))
+    files |= {path + side for path in list(files) for side in _SIDE_FILES}
+    return {posixpath.normpath(p) for p in files if _inside(p)}
 
 
-def remove_partials(output_dir: str) -> None:
+def _inside(rel: str) -> bool:
+    """A relative path that stays inside the folder (records can be edited by hand: never trust them further)."""
+    norm = posixpath.normpath(rel) if rel else ""
+    return bool(norm) and not norm.startswith(("/", "../")) and norm not in (".", "..") and "\\" not in norm and "\0" not in norm
+
+
+def _all_files(output_dir: str) -> list[str]:
+    """Every file below output_dir, relative, except the run's own bookkeeping (lock, log, .hydra, manifest)."""
     if storage.is_url(output_dir):
-        return  # remote shards are uploaded whole: there are no partial objects
-    for folder, _, files in os.walk(storage.local(output_dir)):
-        for name in files:
-            if name.endswith(".partial"):
-                os.remove(os.path.join(folder, name))
+        found = storage.find(output_dir) if storage.isdir(output_dir) else []
+    else:
+        root = storage.local(output_dir)
+        found = []
+        for folder, dirs, files in os.walk(root):
+            rel = os.path.relpath(folder, root)
+            if rel == ".":
+                dirs[:] = [d for d in dirs if d not in (HYDRA, MANIFEST)]
+                files = [f for f in files if f not in _BOOKKEEPING]
+            found += [posixpath.normpath(posixpath.join(rel.replace(os.sep, "/"), f)) for f in files]
+            # a symlinked folder is listed as an entry, never followed
+            found += [posixpath.normpath(posixpath.join(rel.replace(os.sep, "/"), d)) for d in dirs if os.path.islink(os.path.join(folder, d))]
+    return sorted(f for f in found if f.split("/", 1)[0] not in (HYDRA, MANIFEST) and f not in _BOOKKEEPING)
+
+
+def _remove_owned(output_dir: str, files: set[str]) -> None:
+    """Delete prep's own files, then the folders that only they filled."""
+    folders = set()
+    for rel in sorted(files):
+        storage.remove(storage.join(output_dir, rel))
+        parent = posixpath.dirname(rel)
+        while parent:
+            folders.add(parent)
+            parent = posixpath.dirname(parent)
+    if not storage.is_url(output_dir):
+        for folder in sorted(folders, key=lambda f: -f.count("/")):
+            try:
+                os.rmdir(os.path.join(storage.local(output_dir), folder))
+            except OSError:
+                pass  # not empty: something else lives there, and stays
+    storage.remove_tree(storage.join(output_dir, MANIFEST))
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+
+
+# ---------------------------------------------------------------------------------------------- the lock
+
+
+class RunLock:
+    """An exclusive lock on output_dir for the whole run: two runs into one folder cannot both proceed.
+
+    Locally a `.prep-lock` file held with fcntl.flock (released by the kernel when the process ends, even
+    when killed; the file stays, so no other run can race on its deletion). Object stores have no locks:
+    see the README for what is and is not guaranteed there.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        self.output_dir = output_dir
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if storage.is_url(self.output_dir):
+            return
+        import fcntl
+
+        path = os.path.join(storage.local(self.output_dir), LOCK)
+        try:
+            os.makedirs(storage.local(self.output_dir), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            raise WriteError(f"output_dir={self.output_dir}: cannot write there: {err.strerror or err}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ConfigError(
+                    f"output_dir={self.output_dir} is in use by another prep run: wait for it to finish, or choose another output_dir"
+                ) from None
+            raise WriteError(f"{path}: cannot lock: {err.strerror or err}") from None
+        self._fd = fd  # the file stays empty: a refused run changes nothing in the folder, not even this
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# ---------------------------------------------------------------------------------------------- preparing
+
+
+def check_not_inputs(output_dir: str, inputs: Iterable[str | None]) -> None:
+    """output_dir must not be, or contain, anything the run reads: overwrite there could delete the inputs."""
+    out = _real(output_dir)
+    for path in inputs:
+        if not path:
+            continue
+        real = _real(path)
+        if real == out or real.startswith(out.rstrip("/") + "/"):
+            raise ConfigError(
+                f"output_dir={output_dir} is or contains the run's input {path}: write the output to another folder "
+                "(e.g. hydra.run.dir=outputs/NAME or output_dir=...)"
+            )
+
+
+def _real(path: str) -> str:
+    return path.rstrip("/") if storage.is_url(path) else os.path.realpath(storage.local(path))
 
 
 def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str) -> dict[str, dict]:
-    """Make output_dir ready; returns the finished shards a resumed run may keep (path -> manifest entry).
+    """Make the (locked) output_dir ready; returns the finished shards a resumed run may keep (path -> entry).
 
-    Refuses, changing nothing, when the folder holds a finished run, an unfinished one, or other files,
-    unless overwrite=true (which deletes only what an earlier run wrote) or resume=true (unfinished runs).
+    Refuses, changing nothing, when the folder holds a finished run, an unfinished one, or files no prep run
+    recorded, unless overwrite=true (which deletes only what earlier prep runs recorded as theirs, and still
+    refuses when anything else is there) or resume=true (an unfinished run with the same config).
     """
     if overwrite and resume:
         raise ConfigError("overwrite=true and resume=true: choose one (resume keeps finished shards, overwrite starts again)")
-    entries = foreign_entries(output_dir)
     manifest = Manifest(output_dir, fingerprint)
-    keep: dict[str, dict] = {}
-    if SUMMARY in entries and not overwrite:
+    names = [n for n in storage.listdir(output_dir) if n not in _BOOKKEEPING]
+    finished = SUMMARY in names and _summary_files(output_dir) is not None
+    unfinished = MANIFEST in names
+    if finished and not overwrite:
         raise ConfigError(
             f"output_dir={output_dir} already holds a finished run ({SUMMARY}); pass overwrite=true to replace it, "
             "or choose another output_dir"
         )
-    if MANIFEST in entries and resume:
-        keep = manifest.read()
-        remove_partials(output_dir)
-    elif MANIFEST in entries and not overwrite:
+    if unfinished and not (overwrite or resume):
         raise ConfigError(
             f"output_dir={output_dir} holds an unfinished run (no {SUMMARY}); pass resume=true to finish it, or overwrite=true to start again"
         )
-    elif entries and not overwrite:
-        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
-        raise ConfigError(f"output_dir={output_dir} is not empty ({shown}); choose an empty folder, or pass overwrite=true")
-    elif overwrite:
-        _remove_previous(output_dir)
-    try:
-        storage.makedirs(output_dir)
-        if not keep:
-            manifest.start()
-    except OSError as err:
-        raise WriteError(f"output_dir={output_dir}: cannot write there: {err.strerror or err}") from None
-    return keep
+    if resume and unfinished:
+        header = manifest.header()
+        if header.get("fingerprint") != fingerprint:
+            raise ConfigError(
+                f"resume=true: {manifest.dir} was written with another config (fingerprint {header.get('fingerprint')}); "
+                "resume with the same config, or pass overwrite=true to start again"
+            )
+    owned = owned_files(output_dir) if (finished or unfinished) else set()
+    foreign = [f for f in _all_files(output_dir) if f not in owned]
+    if foreign:
+        if finished or unfinished or overwrite:
+            hint = "files no prep run recorded as its own, which prep never deletes: move them away or choose another output_dir"
+        else:
+            hint = "choose an empty folder"
+        raise ConfigError(f"output_dir={output_dir} is not empty ({_shown(foreign)}): {hint}")
+    if resume and unfinished:
+        return manifest.entries()
+    if overwrite and owned:
+        log.info("overwrite: removing %d file(s) an earlier run wrote in %s", len([f for f in _all_files(output_dir) if f in owned]), output_dir)
+        _remove_owned(output_dir, owned)
+    return {}
 
 
-def reusable(output_dir: str, plan: ShardPlan, entry: dict | None) -> ShardResult | None:
-    """The recorded result of a finished shard whose plan and bytes are unchanged, else None (write it again)."""
-    if entry is None or entry.get("plan") != plan_digest(plan):
+def settle_resume(output_dir: str, manifest: Manifest, entries: dict[str, dict], keep: set[str], plans: list[ShardPlan]) -> None:
+    """Before a resumed run writes: delete every recorded shard it does not keep, whatever plan it came from,
+    and every half-written file of the old and new plans, so no shard of another plan stays under a final name."""
+    old = set(manifest.header().get("files") or []) if isinstance(manifest.header().get("files"), list) else set()
+    paths = {p for p in (old | set(entries)) if isinstance(p, str) and _inside(p)} | {plan.path for plan in plans}
+    for path in sorted(paths):
+        for side in ("", *_SIDE_FILES):
+            rel = path + side
+            if rel in keep or (side == ".idx" and path in keep):
+                continue
+            if side in ("", ".idx") and path not in entries and path not in old:
+                continue  # never recorded by a run: nothing of prep's can be there
+            storage.remove(storage.join(output_dir, rel))
+        if path in entries and path not in keep:
+            manifest.forget(path)
+
+
+def reusable(output_dir: str, plan: ShardPlan, entry: dict | None, class_names, stamps: str | None) -> ShardResult | None:
+    """The recorded result of a finished shard whose plan, inputs and bytes are unchanged, else None (write it again)."""
+    if entry is None or entry.get("plan") != plan_digest(plan, class_names):
         return None
-    result = ShardResult.from_dict(entry["result"])
+    if stamps is None or entry.get("inputs") != stamps:
+        return None
+    try:
+        result = ShardResult.from_dict(entry["result"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if result.path != plan.path:
+        return None
     path = storage.join(output_dir, result.path)
     try:
         if file_sha256(path) != result.sha256:
@@ -176,5 +369,5 @@ def clean_unfinished(output_dir: str, plans: list[ShardPlan]) -> None:
     if storage.is_url(output_dir):
         return
     for plan in plans:
-        for path in (storage.join(output_dir, plan.path + ".partial"), storage.join(output_dir, plan.path + ".idx.partial")):
-            storage.remove(path)
+        for side in (".partial", ".idx.partial"):
+            storage.remove(storage.join(output_dir, plan.path + side))

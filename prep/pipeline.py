@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prep import outputs
@@ -36,6 +38,20 @@ class Job:
     threads: int = 1  # encoding threads per shard task (decoders and encoders release the GIL)
 
 
+def stamp(source, ref) -> object:
+    """What resume compares to know a source file is unchanged (size and modification time), or None."""
+    fn = getattr(source, "stamp", None)
+    return fn(ref) if fn is not None else None
+
+
+def read_stamped(source, ref):
+    """The payload and its stamp, from one open of the file where the source can (no second stat)."""
+    fn = getattr(source, "read_stamped", None)
+    if fn is not None:
+        return fn(ref)
+    return source.read(ref), stamp(source, ref)
+
+
 def ordered_map(fn: Callable, items: Iterable, threads: int) -> Iterator:
     """fn over items on a few threads, results in input order, at most a small window in flight (bounded memory)."""
     if threads <= 1:
@@ -53,19 +69,30 @@ def ordered_map(fn: Callable, items: Iterable, threads: int) -> Iterator:
 
 
 def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
-    """One shard task: read, encode and write the plan's items, in order, to one shard."""
+    """One shard task: read, encode and write the plan's items, in order, to one shard.
+
+    The shard is recorded in the run's manifest just before it gets its final name, so a shard under a
+    final name is always one the run knows about, even if the driver is killed a moment later.
+    """
     skipped: list[Skip] = []
     counts: Counter = Counter()
     formats: Counter = Counter()
+    stamps: list = []
 
     def encode(item):
+        stamped = None
         try:
-            return item, job.encoder.encode(job.source.read(item.ref))
+            payload, stamped = read_stamped(job.source, item.ref)
+            return item, stamped, job.encoder.encode(payload)
         except EncodeError as err:
-            return item, err
+            return item, stamped if stamped is not None else stamp(job.source, item.ref), err
+
+    def record(result: ShardResult) -> None:
+        outputs.record_shard(job.output_dir, plan, job.class_names, outputs.stamp_digest(stamps), result)
 
     with job.writer.open(job.output_dir, plan.path) as sink:
-        for done, (item, encoded) in enumerate(ordered_map(encode, plan.items, job.threads), start=1):
+        for done, (item, stamped, encoded) in enumerate(ordered_map(encode, plan.items, job.threads), start=1):
+            stamps.append(stamped)
             if done % 32 == 0:
                 count_processed(32)
             if isinstance(encoded, EncodeError):
@@ -79,8 +106,14 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
         count_processed(len(plan.items) % 32)
         if sink.num_records == 0:  # every image of this shard was skipped: publish no empty shard
             sink.abort()
-            return ShardResult(plan.path, plan.split, 0, 0, "", {}, {}, skipped, [])
-        size, sha256, extra = sink.commit()
+            result = ShardResult(plan.path, plan.split, 0, 0, "", {}, {}, skipped, [])
+            record(result)
+            return result
+
+        def publish(size: int, sha256: str, extra: list[str]) -> None:
+            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra))
+
+        size, sha256, extra = sink.commit(before_publish=publish)
     return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra)
 
 
@@ -111,18 +144,28 @@ def convert(
     verify: bool = False,
     run_info: dict | None = None,
     progress: bool = True,
+    on_claim: Callable[[], None] | None = None,
 ) -> dict:
-    """Convert and write summary.json last; returns the summary. Everything is checked before the first shard."""
+    """Convert and write summary.json last; returns the summary. Everything is checked before the first shard.
+
+    on_claim is called once the run holds output_dir (locked, and found empty, resumable or replaceable):
+    the CLI saves the run's config and log there only then, so a refused run changes nothing.
+    """
     started = time.perf_counter()
     run_info = dict(run_info or {})
     if on_error not in ON_ERROR:
         raise ConfigError(f"on_error={on_error!r}: choose one of {list(ON_ERROR)}")
-    if not name or "/" in name:
-        raise ConfigError(f"name={name!r}: the dataset name must be a plain word, e.g. name=my_photos")
+    check_name(name)
     skip_limit(max_skipped, 1)
     encoder.check(source)
+    outputs.check_not_inputs(output_dir, input_paths(source, labels))
 
     listing = read_items(source, labels, limit)
+    for note in getattr(source, "notes", lambda: [])():
+        log.warning("%s", note)
+    check_labels = getattr(writer, "check_labels", None)
+    if check_labels is not None:
+        check_labels(listing)
     splits = splitter.assign(listing.items)
     plans = plan_shards(name, splits, writer)
     limit_skipped = skip_limit(max_skipped, len(listing.items) + len(listing.skipped))
@@ -137,20 +180,37 @@ def convert(
             len(listing.unlabelled), source.describe(), ", ".join(listing.unlabelled[:3]),
         )
     _check_skips(skipped, limit_skipped, max_skipped)
-    # Inputs, stages and plan are all checked: only now is the output folder touched.
-    recorded = outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=run_info.get("config_fingerprint", ""))
-    manifest = outputs.Manifest(output_dir, run_info.get("config_fingerprint", ""))
+    # Inputs, stages and plan are all checked: only now is the output folder touched, under its lock.
+    with outputs.RunLock(output_dir):
+        fingerprint = run_info.get("config_fingerprint", "")
+        recorded = outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint)
+        if on_claim is not None:
+            on_claim()
+        return _run(
+            name=name, source=source, listing=listing, splits=splits, plans=plans, recorded=recorded, skipped=skipped,
+            splitter=splitter, encoder=encoder, writer=writer, executor=executor, output_dir=output_dir,
+            on_error=on_error, max_skipped=max_skipped, limit_skipped=limit_skipped, verify=verify,
+            run_info=run_info, progress=progress, started=started,
+        )
 
+
+def _run(*, name, source, listing, splits, plans, recorded, skipped, splitter, encoder, writer, executor, output_dir,
+         on_error, max_skipped, limit_skipped, verify, run_info, progress, started) -> dict:
+    manifest = outputs.Manifest(output_dir, run_info.get("config_fingerprint", ""))
     results: list[ShardResult] = []
     todo: list[ShardPlan] = []
     for plan in plans:
-        kept = outputs.reusable(output_dir, plan, recorded.get(plan.path))
+        entry = recorded.get(plan.path)
+        stamps = outputs.stamp_digest(stamp(source, item.ref) for item in plan.items) if entry else None
+        kept = outputs.reusable(output_dir, plan, entry, listing.class_names, stamps)
         if kept is not None:
             results.append(kept)
         else:
             todo.append(plan)
     if recorded:
+        outputs.settle_resume(output_dir, manifest, recorded, {r.path for r in results}, plans)
         log.info("resume: %d of %d shards are finished and unchanged, writing %d", len(results), len(plans), len(todo))
+    manifest.start([plan.path for plan in plans])
     log.info("%d images -> %d shards in %s", len(listing.items), len(plans), output_dir)
 
     _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
@@ -168,7 +228,6 @@ def convert(
     running = executor.map(write_shard, job, todo, progress=advance)
     try:
         for result in running:
-            manifest.add(by_path[result.path], result)
             results.append(result)
             for skip in result.skipped:
                 log.warning("skipped %s: %s", skip.source, skip.reason)
@@ -178,8 +237,9 @@ def convert(
             advance(finished_images)
             _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
     except BaseException:
-        running.close()  # stop the workers first, then remove what they left half-written
-        outputs.clean_unfinished(output_dir, todo)
+        with _signals_held():
+            running.close()  # stop the workers first, then remove what they left half-written
+            outputs.clean_unfinished(output_dir, todo)
         raise
     finally:
         bar.close()
@@ -211,6 +271,31 @@ def convert(
         summary["num_records"], len(summary["skipped"]), len(results), output_dir, seconds, summary["records_per_second"],
     )
     return summary
+
+
+def check_name(name: str) -> None:
+    """The dataset name goes into folder and shard names: a plain name, never a path."""
+    if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\\0") or not name.isprintable():
+        raise ConfigError(f"name={name!r}: the dataset name must be a plain word, e.g. name=my_photos")
+
+
+def input_paths(source, labels) -> list[str]:
+    """Every file or folder the run reads, so output_dir can be checked against them."""
+    return [p for p in (getattr(source, "image_dir", None), getattr(source, "path", None), getattr(labels, "path", None)) if p]
+
+
+@contextmanager
+def _signals_held():
+    """Cleaning up after Ctrl-C must not itself be cut short by a second Ctrl-C or a SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _check_skips(skipped: list[Skip], limit: int | None, max_skipped) -> None:

@@ -1,9 +1,14 @@
-"""The planner: every item of every split gets a shard, before any file is opened."""
+"""The planner: every item of every split gets a shard, before any file is opened; every shard path is checked."""
 
 from __future__ import annotations
 
+import posixpath
+
 from prep.errors import ConfigError
+from prep.outputs import RESERVED
 from prep.stages import Item, ShardPlan
+
+_SIDE_SUFFIXES = (".partial", ".idx", ".idx.partial")
 
 
 def plan_shards(dataset: str, splits: dict[str, list[Item]], writer) -> list[ShardPlan]:
@@ -15,11 +20,42 @@ def plan_shards(dataset: str, splits: dict[str, list[Item]], writer) -> list[Sha
         count = len(sizes)
         start = 0
         for index, size in enumerate(sizes):
-            path = writer.shard_path(dataset, split, index, count)
+            path = check_shard_path(writer.shard_path(dataset, split, index, count), writer.pattern)
             plans.append(ShardPlan(path, split, index, count, tuple(items[start : start + size])))
             start += size
-    paths = [plan.path for plan in plans]
-    if len(set(paths)) != len(paths):
-        duplicate = next(p for p in paths if paths.count(p) > 1)
-        raise ConfigError(f"writer.pattern={writer.pattern!r} gives two shards the name {duplicate!r}: add {{split}} to it")
+    _check_distinct([plan.path for plan in plans], writer.pattern)
     return plans
+
+
+def check_shard_path(path: str, pattern: str) -> str:
+    """A generated shard path as it will be written: relative, normalized, inside the output directory, and
+    clear of what prep keeps beside the shards. Checked on the names the pattern makes, not on the template:
+    `name=..` or `split.name=..` can turn a harmless pattern into a path outside."""
+    where = f"writer.pattern={pattern!r} gives the shard path {path!r}"
+    if not path or "\0" in path or "\\" in path or any(ord(c) < 32 for c in path):
+        raise ConfigError(f"{where}: it must be a plain relative path (no backslashes or control characters)")
+    parts = path.split("/")
+    if path.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ConfigError(f"{where}: it must stay inside the output directory (no leading /, no empty, '.' or '..' parts); check name, split names and the pattern")
+    if parts[0] in RESERVED or any(part.startswith(".prep") for part in parts):
+        raise ConfigError(f"{where}: {parts[0]!r} is where prep keeps its own records; choose another pattern")
+    if path.endswith(_SIDE_SUFFIXES):
+        raise ConfigError(f"{where}: names ending in {', '.join(_SIDE_SUFFIXES)} are prep's temporary and index files")
+    if any(len(part.encode()) > 255 for part in parts) or len(path.encode()) > 4000:
+        raise ConfigError(f"{where}: a part is longer than file systems allow (255 bytes)")
+    return posixpath.normpath(path)
+
+
+def _check_distinct(paths: list[str], pattern: str) -> None:
+    seen: set[str] = set()
+    for path in paths:
+        if path in seen:
+            raise ConfigError(f"writer.pattern={pattern!r} gives two shards the name {path!r}: add {{split}} to it")
+        seen.add(path)
+    # A shard cannot also be a folder that holds another shard (`a` and `a/b`).
+    for path in paths:
+        parent = posixpath.dirname(path)
+        while parent:
+            if parent in seen:
+                raise ConfigError(f"writer.pattern={pattern!r} makes {parent!r} both a shard and the folder of {path!r}")
+            parent = posixpath.dirname(parent)

@@ -6,12 +6,15 @@ import functools
 import math
 import os
 import posixpath
+import stat
 import threading
+import unicodedata
 from typing import NamedTuple
 
 from prep import storage
-from prep.errors import EncodeError, InputError
+from prep.errors import ConfigError, EncodeError, InputError
 
+DEFAULT_MAX_IMAGE_BYTES = 256 << 20  # larger files are skipped before being read
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -25,18 +28,26 @@ class LabelEntry(NamedTuple):
 
 
 class ImageDirSource:
-    """A folder of encoded image files; label files name them by path relative to `image_dir`."""
+    """A folder of encoded image files; label files name them by path relative to `image_dir`.
+
+    Nothing outside the folder is ever read: paths that leave it are refused when planning, and every file
+    is checked again when it is opened (a file swapped for a symlink during the run is refused then).
+    """
 
     payload = "bytes"
 
-    def __init__(self, image_dir: str, extension: str | None = None) -> None:
+    def __init__(self, image_dir: str, extension: str | None = None, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> None:
         if not image_dir:
             raise InputError("source.image_dir is not set: give the folder of images, e.g. source.image_dir=/data/val")
         if extension and not extension.startswith("."):
             extension = "." + extension
+        if isinstance(max_image_bytes, bool) or not isinstance(max_image_bytes, int) or max_image_bytes < 1:
+            raise ConfigError(f"max_image_bytes={max_image_bytes}: must be a positive number of bytes")
         self.image_dir = image_dir
         self.extension = extension or None
-        self._listing: tuple[set[str], set[str]] | None = None
+        self.max_image_bytes = max_image_bytes
+        self._root: str | None = None  # the folder's real path, for the read-time check
+        self._listing: Listing | None = None
 
     def __getstate__(self) -> dict:
         # Shard tasks only read files; the folder listing stays with the planner.
@@ -49,43 +60,26 @@ class ImageDirSource:
     def describe(self) -> str:
         return self.image_dir
 
-    def _scan(self) -> tuple[set[str], set[str]]:
-        """All files below the folder (relative posix paths) and the symlinks among them that lead outside it."""
-        if self._listing is None and storage.is_url(self.image_dir):
-            self.check()
-            self._listing = (set(storage.find(self.image_dir)), set())  # object stores have no symlinks
+    def _scan(self) -> "Listing":
         if self._listing is None:
             self.check()
-            root = os.path.realpath(self.image_dir)
-            files: set[str] = set()
-            escaping: set[str] = set()
-            stack = [""]
-            while stack:
-                rel = stack.pop()
-                try:
-                    entries = list(os.scandir(os.path.join(self.image_dir, rel)))
-                except OSError as err:
-                    raise InputError(f"{os.path.join(self.image_dir, rel)}: cannot list folder: {err.strerror}") from None
-                for entry in entries:
-                    path = posixpath.join(rel, entry.name) if rel else entry.name
-                    if entry.is_symlink():
-                        target = os.path.realpath(entry.path)
-                        if os.path.commonpath([root, target]) != root:
-                            escaping.add(path)
-                            continue
-                    if entry.is_dir():
-                        stack.append(path)
-                    elif entry.is_file():
-                        files.add(path)
-            self._listing = (files, escaping)
+            if storage.is_url(self.image_dir):
+                self._listing = Listing(set(storage.find(self.image_dir)))  # object stores have no symlinks
+            else:
+                self._listing = _walk(self.image_dir)
         return self._listing
 
     def files(self) -> list[str]:
-        """Every file below the folder, sorted, as relative posix paths."""
-        return sorted(self._scan()[0])
+        """Every file below the folder, sorted, as relative posix paths (symlinked folders not expanded)."""
+        return sorted(self._scan().files)
 
     def image_files(self) -> list[str]:
-        return [f for f in self.files() if f.lower().endswith(IMAGE_EXTENSIONS) and not posixpath.basename(f).startswith(".")]
+        return [f for f in self.files() if f.lower().endswith(IMAGE_EXTENSIONS) and not _hidden(f)]
+
+    def notes(self) -> list[str]:
+        """What the listing left out on purpose (folders reached twice through symlinks), for the log."""
+        listing = self._scan()
+        return [f"{alias}: a symlink to {target}, listed once under {target}" for alias, target in sorted(listing.dir_aliases.items())]
 
     def resolve(self, name: str) -> str:
         """The relative path of a named image; EncodeError with the reason when it cannot be used."""
@@ -94,24 +88,187 @@ class ImageDirSource:
             path += self.extension
         if path.startswith("/") or posixpath.isabs(path) or (len(path) > 1 and path[1] == ":"):
             raise EncodeError("absolute path: label files name images relative to source.image_dir")
+        if "\0" in path:
+            raise EncodeError("the name contains a NUL character")
         path = posixpath.normpath(path)
         if path == ".." or path.startswith("../"):
             raise EncodeError("path escapes source.image_dir")
-        files, escaping = self._scan()
-        if path in escaping:
-            raise EncodeError("symlink points outside source.image_dir")
-        if path not in files:
-            raise EncodeError("listed in the label file but missing from source.image_dir")
-        return path
+        listing = self._scan()
+        for candidate in (path, listing.nfc().get(unicodedata.normalize("NFC", path))):
+            if candidate is None:
+                continue
+            if candidate in listing.escaping:
+                raise EncodeError("symlink points outside source.image_dir")
+            if candidate in listing.broken:
+                raise EncodeError(f"cannot use: {listing.broken[candidate]}")
+            if candidate in listing.files or listing.through_alias(candidate) is not None:
+                return candidate
+        raise EncodeError("listed in the label file but missing from source.image_dir")
+
+    def identity(self, ref: str) -> str:
+        """The file itself, whatever name reached it: one file listed under two names (symlinks) is one image."""
+        listing = self._scan()
+        real = listing.through_alias(ref) or ref
+        return listing.file_aliases.get(real, real)
 
     def labelled_entries(self) -> list[LabelEntry]:
         raise InputError("source=image_dir has no labels of its own: choose labels=space|jsonl|csv|subdirs")
 
-    def read(self, ref: str) -> bytes:
+    def stamp(self, ref: str) -> str | None:
+        """Size and modification time: what resume compares to know a file is unchanged."""
         try:
-            return storage.read_bytes(storage.join(self.image_dir, ref))
+            if storage.is_url(self.image_dir):
+                info = storage.info(storage.join(self.image_dir, ref))
+                return f"{info.get('size')}:{info.get('ETag') or info.get('mtime') or info.get('LastModified')}"
+            st = os.stat(os.path.join(self.image_dir, ref))
+            return f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            return None
+
+    def read(self, ref: str) -> bytes:
+        return self.read_stamped(ref)[0]
+
+    def read_stamped(self, ref: str) -> tuple[bytes, str | None]:
+        """The file's bytes and its stamp, read only if it is a regular file inside the folder and not too large."""
+        if storage.is_url(self.image_dir):
+            path = storage.join(self.image_dir, ref)
+            try:
+                size = storage.info(path).get("size")
+                if isinstance(size, int) and size > self.max_image_bytes:
+                    raise EncodeError(f"{size:,} bytes is over max_image_bytes={self.max_image_bytes:,}")
+                return storage.read_bytes(path), self.stamp(ref)
+            except OSError as err:
+                raise EncodeError(f"cannot read: {err.strerror or err}") from None
+        if self._root is None:
+            self._root = os.path.realpath(self.image_dir)
+        try:
+            # O_NONBLOCK: a FIFO swapped in for an image must not hang the run; regular files ignore it.
+            fd = os.open(os.path.join(self.image_dir, ref), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as err:
             raise EncodeError(f"cannot read: {err.strerror or err}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise EncodeError("not a regular file")
+            if not _opened_inside(fd, self._root):
+                raise EncodeError("symlink points outside source.image_dir")
+            if st.st_size > self.max_image_bytes:
+                raise EncodeError(f"{st.st_size:,} bytes is over max_image_bytes={self.max_image_bytes:,}")
+            data = _read_all(fd, st.st_size, self.max_image_bytes)
+            return data, f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError as err:
+            raise EncodeError(f"cannot read: {err.strerror or err}") from None
+        finally:
+            os.close(fd)
+
+
+def _hidden(path: str) -> bool:
+    return any(part.startswith(".") for part in path.split("/"))
+
+
+def _read_all(fd: int, size: int, limit: int) -> bytes:
+    """Read to the end: one read of the size fstat gave, more only if the file grew (never past the limit)."""
+    data = os.read(fd, size + 1)
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    total = len(data)
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            raise EncodeError(f"grew past max_image_bytes={limit:,} while being read")
+        chunks.append(chunk)
+
+
+def _opened_inside(fd: int, root: str) -> bool:
+    """Whether the file behind fd lies inside root, by the path the kernel opened (after every symlink)."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return True  # no /proc (not Linux): the planning-time check stands alone
+    return real == root or real.startswith(root.rstrip("/") + "/")
+
+
+class Listing:
+    """Files below an image folder, and what the walk found about symlinks.
+
+    files: relative posix paths of regular files (folders reached through a symlink are not walked again)
+    escaping: symlinks leading outside the folder (never read); broken: unusable entries with the reason
+    dir_aliases: symlinked folder -> the real folder inside image_dir it shows; file_aliases: symlinked
+    file -> the real file inside image_dir, so one file under two names is one image.
+    """
+
+    def __init__(self, files: set[str]) -> None:
+        self.files = files
+        self.escaping: set[str] = set()
+        self.broken: dict[str, str] = {}
+        self.dir_aliases: dict[str, str] = {}
+        self.file_aliases: dict[str, str] = {}
+        self._nfc: dict[str, str] | None = None
+
+    def nfc(self) -> dict[str, str]:
+        """NFC form -> name on disk: macOS writes NFD names, label files usually hold NFC (or the reverse)."""
+        if self._nfc is None:
+            self._nfc = {}
+            for name in sorted(self.files):
+                self._nfc.setdefault(unicodedata.normalize("NFC", name), name)
+        return self._nfc
+
+    def through_alias(self, path: str) -> str | None:
+        """The real path of a file named through a symlinked folder, if it is listed, else None."""
+        for _ in range(40):  # aliases can point into aliases; 40 as the kernel's symlink limit
+            parts = path.split("/")
+            for cut in range(len(parts) - 1, 0, -1):
+                target = self.dir_aliases.get("/".join(parts[:cut]))
+                if target is not None:
+                    path = posixpath.normpath("/".join([target, *parts[cut:]]))
+                    break
+            else:
+                return path if path in self.files else None
+        return None
+
+
+def _walk(image_dir: str) -> Listing:
+    """List a local folder without following a symlinked folder into itself or out of the folder."""
+    root = os.path.realpath(image_dir)
+    listing = Listing(set())
+    symlinked_dirs: list[tuple[str, str]] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        folder = os.path.join(image_dir, rel)
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as err:
+            raise InputError(f"{folder}: cannot list folder: {err.strerror}") from None
+        for entry in entries:
+            path = posixpath.join(rel, entry.name) if rel else entry.name
+            try:
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([root, target]) != root:
+                        listing.escaping.add(path)
+                    elif os.path.isdir(target):
+                        symlinked_dirs.append((path, target))
+                    elif os.path.isfile(target):
+                        listing.files.add(path)
+                        listing.file_aliases[path] = os.path.relpath(target, root).replace(os.sep, "/")
+                    else:
+                        listing.broken[path] = "broken symlink (missing target or a loop)"
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+                elif entry.is_file(follow_symlinks=False):
+                    listing.files.add(path)
+            except OSError as err:
+                listing.broken[path] = err.strerror or str(err)
+    for alias, target in symlinked_dirs:
+        # The real folder is walked under its own name: the symlink is an alias, never walked (no loops,
+        # no image listed twice under two class folders).
+        listing.dir_aliases[alias] = os.path.relpath(target, root).replace(os.sep, "/") if target != root else "."
+    return listing
 
 
 @functools.lru_cache(maxsize=1)

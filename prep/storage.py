@@ -39,12 +39,17 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts) if is_url(base) else os.path.join(local(base), *parts)
 
 
-
 def exists(path: str) -> bool:
     if is_url(path):
         fs, inner = _fs(path)
         return fs.exists(inner)
     return os.path.exists(local(path))
+
+
+def info(path: str) -> dict:
+    """A remote object's metadata (size, and an ETag or modification time where the store gives one)."""
+    fs, inner = _fs(path)
+    return fs.info(inner)
 
 
 def isdir(path: str) -> bool:

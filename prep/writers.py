@@ -6,7 +6,7 @@ import gzip
 import hashlib
 import string
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prep import storage
 from prep.errors import ConfigError, WriteError
@@ -131,8 +131,12 @@ class ShardSink:
         self._offset += size
         self.num_records += 1
 
-    def commit(self) -> tuple[int, str, list[str]]:
-        """Publish the shard under its final name; returns (bytes, sha256, extra files beside it, relative)."""
+    def commit(self, before_publish: Callable[[int, str, list[str]], None] | None = None) -> tuple[int, str, list[str]]:
+        """Publish the shard under its final name; returns (bytes, sha256, extra files beside it, relative).
+
+        before_publish(bytes, sha256, extra files) runs when the shard is complete but not yet under its
+        final name (the run records it in its manifest there); if it fails, nothing is published.
+        """
         extra = []
         try:
             if self._gzip is not None:
@@ -144,10 +148,15 @@ class ShardSink:
                 # The index first: a published shard always has its index beside it.
                 storage.write_bytes(self.final + ".idx", "".join(self._index).encode())
                 extra.append(self.path + ".idx")
+            if before_publish is not None:
+                before_publish(self._raw.size, self._raw.sha256.hexdigest(), extra)
             self._file.commit()
         except OSError as err:
             self.abort()
             raise WriteError(f"{self.final}: cannot finish shard: {err.strerror or err}") from None
+        except BaseException:
+            self.abort()
+            raise
         return self._raw.size, self._raw.sha256.hexdigest(), extra
 
     def abort(self) -> None:
