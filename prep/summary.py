@@ -162,12 +162,12 @@ def validate(summary, where: str = SUMMARY) -> dict:
 
     Consistency between the numbers (totals, per split, per class) is verify's job, which reports every
     mismatch; here a summary that cannot even be read that far is refused with one InputError.
-    `pattern`, `extra_files`, `feature_fields`, `label_map` and `image_formats` may be absent (older runs).
+    `pattern`, `extra_files`, `label_map` and `image_formats` may be absent (older runs).
     """
     c = _Checker(where)
     if not isinstance(summary, dict):
         raise InputError(f"{where}: expected a JSON object, got {_shown(summary)}")
-    for key in ("dataset", "format", "num_records", "splits", "shards", "features"):
+    for key in ("dataset", "format", "num_records", "splits", "shards", "features", "feature_fields"):
         if key not in summary:
             c.fail(key, "missing")
     c.text(summary["dataset"], "dataset")
@@ -182,7 +182,7 @@ def validate(summary, where: str = SUMMARY) -> dict:
     for name, label in label_map.items():
         c.count(label, f"label_map.{name}")
         if label in names_of:
-            c.fail(f"label_map.{name}", f"class id {label} is also {names_of[label]!r}'s")
+            c.fail(f"label_map.{name}", f"class id {label} is already {names_of[label]!r}")
         names_of[label] = name
     for name, count in c.obj(summary.get("image_formats", {}), "image_formats").items():
         c.count(count, f"image_formats.{name}")
@@ -238,10 +238,15 @@ def _check_features(c: _Checker, summary: dict) -> None:
     kinds = KINDS[summary["format"]]
     for key, kind in features.items():
         c.choice(kind, f"features.{key}", kinds)
-    for key, field in c.obj(summary.get("feature_fields", {}), "feature_fields").items():
+    fields = c.obj(summary["feature_fields"], "feature_fields")
+    for key, field in fields.items():
         c.choice(field, f"feature_fields.{key}", tuple(FIELD_TYPES))
-        if key not in features:
-            c.fail(f"feature_fields.{key}", f"not one of the features {sorted(features)}")
+        if key in features and (FIELD_TYPES[field] == "bytes") != (features[key] == "bytes"):
+            c.fail(f"feature_fields.{key}", f"{field} cannot be stored as {features[key]} (features.{key})")
+    # The writer lists the same keys in both; a key in one only would hide a feature from verify's checks.
+    if set(fields) != set(features):
+        odd = sorted(set(fields) ^ set(features))
+        c.fail("feature_fields", f"lists other keys than features (differing: {odd})")
 
 
 def _check_pattern(c: _Checker, pattern) -> None:
