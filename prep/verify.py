@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import string
@@ -59,6 +60,7 @@ class RecordRules:
         self.features = summary["features"]
         key = {f: k for k, f in summary.get("feature_fields", {}).items()}
         self.label_key, self.text_key, self.image_key = key.get("label"), key.get("text"), key.get("encoded")
+        self.format_key = key.get("format")
         self.shape_keys = [key.get(f) for f in ("height", "width", "channels")]
         self.names = {label: name for name, label in summary.get("label_map", {}).items()}
         self.raw = set(summary.get("image_formats", {})) == {"raw"}
@@ -124,6 +126,7 @@ def _shown(value) -> str:
 class ShardCheck:
     problem: str | None
     labels: Counter = field(default_factory=Counter)  # class id -> records read
+    formats: Counter = field(default_factory=Counter)  # stored image format -> records read
 
 
 def _records(stream, summary: dict, name: str):
@@ -137,6 +140,7 @@ def check_shard(output_dir: str, shard: dict, summary: dict, decode: bool = Fals
     rules = rules or RecordRules(summary)
     path = storage.join(output_dir, shard["path"])
     labels: Counter = Counter()
+    formats: Counter = Counter()
     frames = []  # (offset, framed size) of every record, for the DALI index
     count = 0
     try:
@@ -148,9 +152,11 @@ def check_shard(output_dir: str, shard: dict, summary: dict, decode: bool = Fals
                 record = decode_record(payload)
                 problem = rules.problem(record) or (rules.decode_problem(record) if decode else None)
                 if problem:
-                    return ShardCheck(f"record {count}: {problem}", labels)
+                    return ShardCheck(f"record {count}: {problem}")
                 if rules.label_key is not None:
                     labels[rules.label(record)] += 1
+                if rules.format_key is not None:
+                    formats[record[rules.format_key][1][0].decode("utf-8", "replace")] += 1
                 count += 1
             reader.drain()
     except FileNotFoundError:
@@ -158,14 +164,16 @@ def check_shard(output_dir: str, shard: dict, summary: dict, decode: bool = Fals
     except OSError as err:  # a folder where the shard should be, no permission, ...
         return ShardCheck(f"cannot read: {err.strerror or err}")
     except (tfrecord.RecordError, ofrecord.RecordError, protowire.WireError) as err:
-        return ShardCheck(str(err).removeprefix(shard["path"] + ": "), labels)
+        return ShardCheck(str(err).removeprefix(shard["path"] + ": "))
     if count != shard["num_records"]:
-        return ShardCheck(f"{count} records, summary.json says {shard['num_records']}", labels)
-    if reader.size != shard["bytes"]:
-        return ShardCheck(f"{reader.size} bytes, summary.json says {shard['bytes']}", labels)
-    if reader.sha256.hexdigest() != shard["sha256"]:
-        return ShardCheck("sha256 differs from summary.json", labels)
-    return ShardCheck(_extra_files_problem(output_dir, shard, frames), labels)
+        problem = f"{count} records, summary.json says {shard['num_records']}"
+    elif reader.size != shard["bytes"]:
+        problem = f"{reader.size} bytes, summary.json says {shard['bytes']}"
+    elif reader.sha256.hexdigest() != shard["sha256"]:
+        problem = "sha256 differs from summary.json"
+    else:
+        problem = _extra_files_problem(output_dir, shard, frames)
+    return ShardCheck(problem, labels, formats)
 
 
 def _extra_files(output_dir: str, shard: dict) -> list[str]:
@@ -195,7 +203,7 @@ def verify_shard(output_dir: str, shard: dict, summary: dict, decode: bool = Fal
     return check_shard(output_dir, shard, summary, decode).problem
 
 
-def _totals_line(summary: dict) -> tuple[bool, str]:
+def _totals_line(summary: dict, checks: list[ShardCheck], rules: RecordRules) -> tuple[bool, str]:
     total, shards, splits = summary["num_records"], summary["shards"], summary["splits"]
     problems = []
     in_shards = sum(s["num_records"] for s in shards)
@@ -204,6 +212,11 @@ def _totals_line(summary: dict) -> tuple[bool, str]:
     in_splits = sum(s["num_records"] for s in splits.values())
     if in_splits != total:
         problems.append(f"num_records is {total}, its splits add up to {in_splits}")
+    said = {k: v for k, v in summary.get("image_formats", {}).items() if v}
+    if "image_formats" in summary and rules.format_key is not None and not any(c.problem for c in checks):
+        read = dict(sum((c.formats for c in checks), Counter()))
+        if read != said:
+            problems.append(f"image_formats is {json.dumps(said, sort_keys=True)}, the records hold {json.dumps(read, sort_keys=True)}")
     if problems:
         return False, "FAIL summary.json: " + "; ".join(problems)
     return True, f"ok   summary.json: {total} records in {len(shards)} shard(s) and {len(splits)} split(s), totals agree"
@@ -318,7 +331,7 @@ def verify_run(output_dir: str, summary: dict | None = None, decode: bool = Fals
             lines.append((False, f"FAIL {shard['path']}: {check.problem}"))
         else:
             lines.append((True, f"ok   {shard['path']}: {shard['num_records']} records, {shard['bytes']:,} bytes"))
-    lines.append(_totals_line(summary))
+    lines.append(_totals_line(summary, list(checks.values()), rules))
     for name, split in summary["splits"].items():
         split_checks = [checks[s["path"]] for s in summary["shards"] if s["split"] == name]
         lines.append(_split_line(name, split, summary, split_checks, rules))
