@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from prep import storage
 from prep import summary as summaries
 from prep.errors import EncodeError, PrepError
-from prep.formats import tfrecord
+from prep.formats import ofrecord, tfrecord
+from prep.formats.protowire import WireError
 from prep.headers import HEADER_FORMATS, read_header, sniff_format
-from prep.load import decode, shard_payloads
+from prep.load import shard_records
 from prep.load import records as run_records
 
 CELL = 96  # contact-sheet cell size in pixels
@@ -36,9 +37,15 @@ def _find_summary(path: str) -> tuple[dict | None, str | None]:
 
 
 def _shard_format(path: str) -> str:
+    """TFRecord when the first length CRC holds, else OFRecord (which has none); an image or empty file is refused."""
     with storage.open_read(path) as f:
-        head = f.read(12)
-    if len(head) == 12 and struct.unpack("<I", head[8:])[0] == tfrecord.masked_crc(head[:8]):
+        head = f.read(16)
+    if not head:
+        raise PrepError(f"{path}: an empty file, not a shard")
+    image = sniff_format(head)
+    if image:
+        raise PrepError(f"{path}: a {image} image, not a TFRecord or OFRecord shard")
+    if len(head) >= 12 and struct.unpack("<I", head[8:12])[0] == tfrecord.masked_crc(head[:8]):
         return "tfrecord"
     return "ofrecord"
 
@@ -67,14 +74,17 @@ class View:
         if key is None or key not in record:
             return "?"
         label = record[key]
-        name = self.names.get(label)
+        name = self.names.get(label) if isinstance(label, int) else None  # a damaged record may hold a list
         return f"{label} ({name})" if name is not None else str(label)
 
     def shape(self, record: dict) -> tuple[int, int, int] | None:
+        """(height, width, channels) when the record holds all three as positive whole numbers."""
         keys = [self.key.get(f) for f in ("height", "width", "channels")]
-        if None in keys or any(k not in record for k in keys):
+        values = [record.get(k) for k in keys if k is not None]
+        whole = [isinstance(v, int) or (isinstance(v, float) and v.is_integer()) for v in values]  # float-stored too
+        if len(values) < 3 or not all(whole) or not all(v > 0 for v in values):
             return None
-        return tuple(int(record[k]) for k in keys)
+        return tuple(int(v) for v in values)
 
     def image(self, record: dict):
         """Decoded pixels in OpenCV's BGR order, or None."""
@@ -82,15 +92,19 @@ class View:
         import numpy as np
 
         data = record.get(self.key.get("encoded", ""))
-        if not isinstance(data, bytes):
+        if not isinstance(data, bytes) or not data:
             return None
         shape = self.shape(record)
-        if self.raw or (shape and len(data) == shape[0] * shape[1] * shape[2] and not sniff_format(data[:16])):
-            if not shape:
+        fits = shape is not None and len(data) == shape[0] * shape[1] * shape[2]
+        if self.raw or (fits and not sniff_format(data[:16])):
+            to_bgr = {1: cv2.COLOR_GRAY2BGR, 3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGR}
+            if not fits or shape[2] not in to_bgr:
                 return None
-            pixels = np.frombuffer(data, np.uint8).reshape(shape)
-            return cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR if shape[2] == 1 else cv2.COLOR_RGB2BGR if shape[2] == 3 else cv2.COLOR_RGBA2BGR)
-        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            return cv2.cvtColor(np.frombuffer(data, np.uint8).reshape(shape), to_bgr[shape[2]])
+        try:
+            return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        except cv2.error:  # bytes that are no image: its cell stays blank
+            return None
 
 
 def describe(record: dict, view: View) -> str:
@@ -146,18 +160,36 @@ def load_target(target: str, split: str | None) -> tuple[Iterator[dict], dict | 
         raise PrepError(f"{target}: no such run directory or shard file")
     summary, _ = _find_summary(target) if not storage.is_url(target) else (None, None)
     fmt = summary["format"] if summary else _shard_format(target)
-    records = (decode(p, fmt) for p in shard_payloads(target, fmt, (summary or {}).get("compression")))
-    return records, summary
+    records = shard_records(target, fmt, (summary or {}).get("compression"))
+    try:
+        first = next(records, None)
+    except (tfrecord.RecordError, ofrecord.RecordError, WireError) as err:  # the first record does not read: no shard
+        what = f"a {fmt} shard" if summary else "a TFRecord or OFRecord shard"
+        raise PrepError(f"{target}: not {what} ({str(err).removeprefix(target + ': ')})") from None
+    return itertools.chain([first] if first is not None else [], records), summary
+
+
+def _count(least: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= {least}")
+        return value
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m prep.inspect", description=__doc__.split("\n\n")[0])
     parser.add_argument("target", help="a run's output directory or one shard file")
-    parser.add_argument("-n", "--records", type=int, default=3, help="records to print (default 3)")
+    parser.add_argument("-n", "--records", type=_count(0), default=3, help="records to print (default 3)")
     parser.add_argument("--split", help="only this split of a run")
     parser.add_argument("--grid", metavar="PNG", help="save a contact sheet of the first --count images")
-    parser.add_argument("--count", type=int, default=32, help="images in the contact sheet (default 32)")
-    parser.add_argument("--columns", type=int, default=8, help="contact-sheet columns (default 8)")
+    parser.add_argument("--count", type=_count(1), default=32, help="images in the contact sheet (default 32)")
+    parser.add_argument("--columns", type=_count(1), default=8, help="contact-sheet columns (default 8)")
     args = parser.parse_args(argv)
     try:
         stream, summary = load_target(args.target, args.split)
@@ -174,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
             import cv2
 
             sheet = contact_sheet(first[: args.count], view, args.columns)
-            if not cv2.imwrite(args.grid, sheet):
+            try:
+                written = cv2.imwrite(args.grid, sheet)
+            except cv2.error:  # OpenCV raises for an extension it has no writer for
+                written = False
+            if not written:
                 raise PrepError(f"{args.grid}: cannot write the contact sheet (is the extension .png?)")
             print(f"contact sheet of {min(len(first), args.count)} images: {args.grid} ({sheet.shape[1]}x{sheet.shape[0]})")
         return 0

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 from prep import storage
 from prep import summary as summaries
-from prep.errors import ConfigError
+from prep.errors import ConfigError, InputError
 from prep.formats import ofrecord, tfrecord
+from prep.formats.protowire import WireError
 
 
 def shard_paths(run_dir: str, split: str | None, summary: dict | None = None) -> list[str]:
@@ -28,8 +29,18 @@ def records(run_dir: str, split: str | None = None) -> Iterator[dict]:
     Works for TFRecord (CRCs checked) and OFRecord; single values are unwrapped from their lists.
     """
     summary = summaries.load(run_dir)
-    for payload in payloads(run_dir, split, summary):
-        yield decode(payload, summary["format"])
+    for path in shard_paths(run_dir, split, summary):
+        yield from shard_records(path, summary["format"], summary.get("compression"))
+
+
+def shard_records(path: str, fmt: str, compression: str | None = None) -> Iterator[dict]:
+    """The records of one shard file, decoded; a record that does not parse is a WireError naming file and record."""
+    for index, payload in enumerate(shard_payloads(path, fmt, compression)):
+        try:
+            record = decode(payload, fmt)
+        except WireError as err:
+            raise WireError(f"{path}: record {index}: {err}") from None
+        yield record
 
 
 def decode(payload: bytes, fmt: str) -> dict:
@@ -39,8 +50,12 @@ def decode(payload: bytes, fmt: str) -> dict:
 
 
 def shard_payloads(path: str, fmt: str, compression: str | None = None) -> Iterator[bytes]:
-    """The serialized records of one shard file (framing, and TFRecord CRCs, checked)."""
-    with storage.open_read(path) as f:
+    """The serialized records of one shard file (framing, and TFRecord CRCs, checked); only PrepErrors."""
+    try:
+        f = storage.open_read(path)
+    except OSError as err:  # missing, a folder, no permission: the user's to fix, named
+        raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
+    with f:
         if fmt == "tfrecord":
             for _, payload in tfrecord.read_records(tfrecord.decompressing(f, compression), path):
                 yield payload

@@ -1,20 +1,35 @@
-"""`python -m prep.verify OUTPUT_DIR [--decode]`: re-read every shard named in summary.json and check it.
+"""`python -m prep.verify OUTPUT_DIR [--decode]`: check that summary.json says exactly what the shards hold.
 
-Checks framing and CRCs (TFRecord), record counts, sizes and sha256 against the summary, that every
-record has every feature, DALI index files, and with --decode that every image decodes. One line per
-shard; exit status 1 on any mismatch.
+Re-reads every shard summary.json lists: framing and CRCs (TFRecord), record counts, sizes, sha256, that
+every record holds exactly the features summary.json lists with their types, that class texts match
+label_map, the extra files beside each shard (DALI index), and with --decode that every image decodes.
+Then checks summary.json's numbers against each other and against the labels read (totals, shards and
+classes per split), and looks for files in the folder that look like shards but are not listed.
+One line per shard, then the totals, one line per split and the folder; exit status 1 on any mismatch.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
+import re
+import string
 import sys
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
 
 from prep import storage
 from prep import summary as summaries
 from prep.errors import PrepError
 from prep.formats import ofrecord, protowire, tfrecord
+from prep.outputs import LABELS_CSV, MANIFEST, SUMMARY
+
+# What a run folder holds besides its shards (top level only): prep's and Hydra's own files.
+KNOWN_FILES = {SUMMARY, LABELS_CSV, "prep.log", ".prep-lock"}
+KNOWN_DIRS = {".hydra", MANIFEST, ".prep-lock"}
 
 
 class _HashingReader:
@@ -31,81 +46,296 @@ class _HashingReader:
         self.size += len(data)
         return data
 
+    def drain(self) -> None:
+        """Whatever the record reader (or the decompressor) left unread, in bounded pieces."""
+        while self.read(1 << 20):
+            pass
 
-def _decodes(record: dict, fields: dict, raw: bool) -> str | None:
-    import cv2
-    import numpy as np
 
-    key = {f: k for k, f in fields.items()}
-    data = record.get(key.get("encoded", ""), ("", [b""]))[1][0]
-    if raw:
-        shape = [record.get(key.get(f, ""), ("", [None]))[1][0] for f in ("height", "width", "channels")]
-        if None in shape or len(data) != shape[0] * shape[1] * shape[2]:
-            return f"raw pixels of {len(data)} bytes do not match height x width x channels {shape}"
+class RecordRules:
+    """What every record of a run must hold, from its summary: the features and their types, one value
+    each (as prep writes them), a whole-number label, and a class text equal to label_map's name."""
+
+    def __init__(self, summary: dict) -> None:
+        self.features = summary["features"]
+        key = {f: k for k, f in summary.get("feature_fields", {}).items()}
+        self.label_key, self.text_key, self.image_key = key.get("label"), key.get("text"), key.get("encoded")
+        self.format_key = key.get("format")
+        self.shape_keys = [key.get(f) for f in ("height", "width", "channels")]
+        self.names = {label: name for name, label in summary.get("label_map", {}).items()}
+        self.raw = set(summary.get("image_formats", {})) == {"raw"}
+
+    def problem(self, record: dict[str, tuple[str, list]]) -> str | None:
+        missing = sorted(set(self.features) - set(record))
+        if missing:
+            return f"lacks {missing}"
+        extra = sorted(set(record) - set(self.features))
+        if extra:
+            return f"holds {extra}, which summary.json's features do not list"
+        for key, (kind, values) in sorted(record.items()):
+            if kind != self.features[key]:
+                return f"{key} is {kind}, summary.json's features say {self.features[key]}"
+            if len(values) != 1:
+                return f"{key} holds {len(values)} values, prep writes 1"
+        if self.label_key is None:
+            return None
+        label = self.label(record)
+        if label is None:
+            return f"label {self.label_key} is {_shown(record[self.label_key][1][0])}, not a whole number"
+        if self.text_key is not None:
+            text = record[self.text_key][1][0]
+            if label not in self.names:
+                return f"{self.text_key} is {_shown(text)} but label_map has no class {label}"
+            if text != self.names[label].encode():
+                return f"{self.text_key} is {_shown(text)}, label_map names class {label} {self.names[label]!r}"
         return None
-    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) is None:
-        return "image does not decode"
+
+    def label(self, record: dict[str, tuple[str, list]]) -> int | None:
+        value = record[self.label_key][1][0]
+        if isinstance(value, float) and value.is_integer():  # a label stored as float
+            return int(value)
+        return value if isinstance(value, int) else None
+
+    def decode_problem(self, record: dict[str, tuple[str, list]]) -> str | None:
+        import cv2
+        import numpy as np
+
+        data = record[self.image_key][1][0]
+        if not isinstance(data, bytes) or not data:
+            return "image is empty"
+        if self.raw:
+            shape = [record[k][1][0] if k in record else None for k in self.shape_keys]
+            if not all(isinstance(n, int) and n > 0 for n in shape) or len(data) != shape[0] * shape[1] * shape[2]:
+                return f"raw pixels of {len(data)} bytes do not match height x width x channels {shape}"
+            return None
+        try:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            image = None
+        return "image does not decode" if image is None else None
+
+
+def _shown(value) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass
+class ShardCheck:
+    problem: str | None
+    labels: Counter = field(default_factory=Counter)  # class id -> records read
+    formats: Counter = field(default_factory=Counter)  # stored image format -> records read
+
+
+def _records(stream, summary: dict, name: str):
+    if summary["format"] == "tfrecord":
+        return tfrecord.read_records(tfrecord.decompressing(stream, summary.get("compression")), name), tfrecord.decode_example
+    return ofrecord.read_records(stream, name), ofrecord.decode_record
+
+
+def check_shard(output_dir: str, shard: dict, summary: dict, decode: bool = False, rules: RecordRules | None = None) -> ShardCheck:
+    """Read one shard whole: its problem (None when it is as the summary says) and the labels it holds."""
+    rules = rules or RecordRules(summary)
+    path = storage.join(output_dir, shard["path"])
+    labels: Counter = Counter()
+    formats: Counter = Counter()
+    frames = []  # (offset, framed size) of every record, for the DALI index
+    count = 0
+    try:
+        with storage.open_read(path) as f:
+            reader = _HashingReader(f)
+            records, decode_record = _records(reader, summary, shard["path"])
+            for offset, payload in records:
+                frames.append(f"{offset} {16 + len(payload)}")
+                record = decode_record(payload)
+                problem = rules.problem(record) or (rules.decode_problem(record) if decode else None)
+                if problem:
+                    return ShardCheck(f"record {count}: {problem}")
+                if rules.label_key is not None:
+                    labels[rules.label(record)] += 1
+                if rules.format_key is not None:
+                    formats[record[rules.format_key][1][0].decode("utf-8", "replace")] += 1
+                count += 1
+            reader.drain()
+    except FileNotFoundError:
+        return ShardCheck("missing")
+    except OSError as err:  # a folder where the shard should be, no permission, ...
+        return ShardCheck(f"cannot read: {err.strerror or err}")
+    except (tfrecord.RecordError, ofrecord.RecordError, protowire.WireError) as err:
+        return ShardCheck(str(err).removeprefix(shard["path"] + ": "))
+    if count != shard["num_records"]:
+        problem = f"{count} records, summary.json says {shard['num_records']}"
+    elif reader.size != shard["bytes"]:
+        problem = f"{reader.size} bytes, summary.json says {shard['bytes']}"
+    elif reader.sha256.hexdigest() != shard["sha256"]:
+        problem = "sha256 differs from summary.json"
+    else:
+        problem = _extra_files_problem(output_dir, shard, frames)
+    return ShardCheck(problem, labels, formats)
+
+
+def _extra_files(output_dir: str, shard: dict) -> list[str]:
+    if "extra_files" in shard:
+        return shard["extra_files"]
+    # Summaries written before extra_files: the DALI index is the one file written beside a shard.
+    index = shard["path"] + ".idx"
+    return [index] if storage.exists(storage.join(output_dir, index)) else []
+
+
+def _extra_files_problem(output_dir: str, shard: dict, frames: list[str]) -> str | None:
+    for name in _extra_files(output_dir, shard):
+        path = storage.join(output_dir, name)
+        try:
+            data = storage.read_bytes(path)
+        except FileNotFoundError:
+            return f"{name} (written beside it) is missing"
+        except OSError as err:
+            return f"{name} (written beside it): cannot read: {err.strerror or err}"
+        if name.endswith(".idx") and data.decode("utf-8", "replace").splitlines() != frames:
+            return f"DALI index {name} does not match the record offsets"
     return None
 
 
 def verify_shard(output_dir: str, shard: dict, summary: dict, decode: bool = False) -> str | None:
     """None when the shard is as the summary says, else what is wrong (with the record index)."""
-    path = storage.join(output_dir, shard["path"])
-    fmt = summary["format"]
-    required = set(summary["features"])
-    fields = summary.get("feature_fields", {})
-    raw = set(summary.get("image_formats", {})) == {"raw"}
-    offsets = []
-    try:
-        with storage.open_read(path) as f:
-            reader = _HashingReader(f)
-            if fmt == "tfrecord":
-                stream = tfrecord.decompressing(reader, summary.get("compression"))
-                records, decode_record = tfrecord.read_records(stream, shard["path"]), tfrecord.decode_example
-            else:
-                records, decode_record = ofrecord.read_records(reader, shard["path"]), ofrecord.decode_record
-            count = 0
-            for offset, payload in records:
-                offsets.append((offset, payload))
-                record = decode_record(payload)
-                missing = required - set(record)
-                if missing:
-                    return f"record {count} lacks {sorted(missing)}"
-                if decode:
-                    problem = _decodes(record, fields, raw)
-                    if problem:
-                        return f"record {count}: {problem}"
-                count += 1
-            reader.read()  # whatever the decompressor left unread
-    except FileNotFoundError:
-        return "missing"
-    except (tfrecord.RecordError, ofrecord.RecordError, protowire.WireError) as err:
-        return str(err).removeprefix(shard["path"] + ": ")
-    if count != shard["num_records"]:
-        return f"{count} records, summary.json says {shard['num_records']}"
-    if reader.size != shard["bytes"]:
-        return f"{reader.size} bytes, summary.json says {shard['bytes']}"
-    if reader.sha256.hexdigest() != shard["sha256"]:
-        return "sha256 differs from summary.json"
-    index = path + ".idx"
-    if storage.exists(index):
-        lines = storage.read_bytes(index).decode().splitlines()
-        expected = [f"{offset} {16 + len(payload)}" for offset, payload in offsets]
-        if lines != expected:
-            return f"DALI index {shard['path']}.idx does not match the record offsets"
-    return None
+    return check_shard(output_dir, shard, summary, decode).problem
+
+
+def _totals_line(summary: dict, checks: list[ShardCheck], rules: RecordRules) -> tuple[bool, str]:
+    total, shards, splits = summary["num_records"], summary["shards"], summary["splits"]
+    problems = []
+    in_shards = sum(s["num_records"] for s in shards)
+    if in_shards != total:
+        problems.append(f"num_records is {total}, its shards list {in_shards}")
+    in_splits = sum(s["num_records"] for s in splits.values())
+    if in_splits != total:
+        problems.append(f"num_records is {total}, its splits add up to {in_splits}")
+    said = {k: v for k, v in summary.get("image_formats", {}).items() if v}
+    if "image_formats" in summary and rules.format_key is not None and not any(c.problem for c in checks):
+        read = dict(sum((c.formats for c in checks), Counter()))
+        if read != said:
+            problems.append(f"image_formats is {json.dumps(said, sort_keys=True)}, the records hold {json.dumps(read, sort_keys=True)}")
+    if problems:
+        return False, "FAIL summary.json: " + "; ".join(problems)
+    return True, f"ok   summary.json: {total} records in {len(shards)} shard(s) and {len(splits)} split(s), totals agree"
+
+
+def _split_line(name: str, split: dict, summary: dict, checks: list[ShardCheck], rules: RecordRules) -> tuple[bool, str]:
+    """summary.json's numbers for one split against each other and against the labels read from its shards."""
+    shards = [s for s in summary["shards"] if s["split"] == name]
+    classes = {int(label): count for label, count in split["classes"].items() if count}
+    problems = []
+    if split["num_shards"] != len(shards):
+        problems.append(f"num_shards is {split['num_shards']}, summary.json lists {len(shards)} shard(s) of it")
+    in_shards = sum(s["num_records"] for s in shards)
+    if split["num_records"] != in_shards:
+        problems.append(f"num_records is {split['num_records']}, its shards list {in_shards}")
+    in_classes = sum(classes.values())
+    if split["num_records"] != in_classes:
+        problems.append(f"num_records is {split['num_records']}, its classes add up to {in_classes}")
+    names = set(summary.get("label_map", {}).values())
+    unnamed = sorted(set(classes) - names) if names else []
+    if unnamed:
+        problems.append(f"class(es) {unnamed} are not in label_map")
+    failed = sum(1 for c in checks if c.problem)
+    compared = rules.label_key is not None and not failed
+    if compared:
+        read = sum((c.labels for c in checks), Counter())
+        differ = [f"class {k}: {read[k]} read, summary.json says {classes.get(k, 0)}" for k in sorted(set(read) | set(classes)) if read[k] != classes.get(k, 0)]
+        if differ:
+            problems.append("classes differ from the records: " + "; ".join(differ[:3]) + ("; ..." if len(differ) > 3 else ""))
+    if problems:
+        return False, f"FAIL split {name}: " + "; ".join(problems)
+    said = f"{split['num_records']} records in {len(shards)} shard(s), {len(classes)} classes"
+    if compared:
+        return True, f"ok   split {name}: {said}, as read"
+    why = f"{failed} of its shards failed" if failed else "the records hold no label"
+    return True, f"skip split {name}: {said}; classes not compared with the records ({why})"
+
+
+def shard_name_regex(pattern: str) -> re.Pattern:
+    """The writer's shard-name pattern as a regex: numbers for {index}, {number}, {count}; any name part otherwise."""
+    parts = []
+    for literal, name, spec, _ in string.Formatter().parse(pattern):
+        parts.append(re.escape(literal))
+        if name is None:
+            continue
+        numeric = name in ("index", "number", "count") and re.fullmatch(r"0?\d*d?", spec or "")
+        parts.append(r"\d+" if numeric else r"[^/]+")
+    return re.compile("".join(parts))
+
+
+def _folder_files(output_dir: str) -> list[str]:
+    """Every file below the run folder (relative, "/"-separated), except in Hydra's and prep's own folders."""
+    if storage.is_url(output_dir):
+        return [p for p in storage.find(output_dir) if p.split("/", 1)[0] not in KNOWN_DIRS]
+    root = storage.local(output_dir)
+    found = []
+    for folder, dirs, files in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        if rel == ".":
+            dirs[:] = [d for d in dirs if d not in KNOWN_DIRS]
+        found += [name if rel == "." else f"{rel}/{name}".replace(os.sep, "/") for name in files]
+    return sorted(found)
+
+
+def _holds_records(path: str, summary: dict) -> bool:
+    """Whether a file's first record reads as a non-empty record of the run's format (compressed like it, or not)."""
+    for compression in {summary.get("compression"), None}:
+        try:
+            with storage.open_read(path) as f:
+                records, decode_record = _records(f, {**summary, "compression": compression}, path)
+                for _, payload in records:
+                    return bool(decode_record(payload))
+        except (PrepError, OSError, EOFError, zlib.error):
+            pass
+    return False
+
+
+def unlisted_lines(output_dir: str, summary: dict) -> list[tuple[bool, str]]:
+    """A FAIL line for each file that looks like a shard (named like one, holding records, or .partial) but is not listed."""
+    listed = {s["path"] for s in summary["shards"]} | {n for s in summary["shards"] for n in _extra_files(output_dir, s)}
+    named_like = shard_name_regex(summary["pattern"]) if "pattern" in summary else None
+    lines = []
+    for rel in _folder_files(output_dir):
+        if rel in listed or rel in KNOWN_FILES:
+            continue
+        if rel.endswith(".partial"):
+            why = "a .partial file left by an unfinished write"
+        elif named_like is not None and named_like.fullmatch(rel):
+            why = f"but named like a shard ({summary['pattern']})"
+        elif _holds_records(storage.join(output_dir, rel), summary):
+            why = f"but holds {summary['format']} records"
+        else:
+            continue
+        lines.append((False, f"FAIL {rel}: not in summary.json, {why}"))
+    return lines or [(True, "ok   folder: no unlisted shards")]
 
 
 def verify_run(output_dir: str, summary: dict | None = None, decode: bool = False) -> list[tuple[bool, str]]:
-    summary = summary or summaries.load(output_dir)
+    """(ok, line): one per shard in summary order, then the totals, one per split, and the folder's."""
+    if summary is None:
+        summary = summaries.load(output_dir)
+    else:
+        summaries.validate(summary, storage.join(output_dir, SUMMARY))
+    rules = RecordRules(summary)
+    if decode and rules.image_key is None:
+        raise PrepError(f"{storage.join(output_dir, SUMMARY)}: --decode needs feature_fields to name the image feature")
     lines = []
+    checks: dict[str, ShardCheck] = {}
     for shard in summary["shards"]:
-        problem = verify_shard(output_dir, shard, summary, decode)
-        if problem:
-            lines.append((False, f"FAIL {shard['path']}: {problem}"))
+        check = checks[shard["path"]] = check_shard(output_dir, shard, summary, decode, rules)
+        if check.problem:
+            lines.append((False, f"FAIL {shard['path']}: {check.problem}"))
         else:
             lines.append((True, f"ok   {shard['path']}: {shard['num_records']} records, {shard['bytes']:,} bytes"))
-    return lines
+    lines.append(_totals_line(summary, list(checks.values()), rules))
+    for name, split in summary["splits"].items():
+        split_checks = [checks[s["path"]] for s in summary["shards"] if s["split"] == name]
+        lines.append(_split_line(name, split, summary, split_checks, rules))
+    return lines + unlisted_lines(output_dir, summary)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,15 +344,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode", action="store_true", help="also decode every image")
     args = parser.parse_args(argv)
     try:
-        lines = verify_run(args.output_dir, decode=args.decode)
-    except PrepError as err:
+        summary = summaries.load(args.output_dir)
+        lines = verify_run(args.output_dir, summary, decode=args.decode)
+    except (PrepError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for _, line in lines:
         print(line)
-    bad = sum(1 for ok, _ in lines if not ok)
-    print(f"{len(lines) - bad} of {len(lines)} shards ok" + (f", {bad} failed" if bad else ""))
-    return 1 if bad else 0
+    shards = len(summary["shards"])
+    bad = sum(1 for ok, _ in lines[:shards] if not ok)
+    other = sum(1 for ok, _ in lines[shards:] if not ok)
+    print(f"{shards - bad} of {shards} shards ok" + (f", {bad} failed" if bad else "") + (f"; {other} other check(s) failed" if other else ""))
+    return 1 if bad or other else 0
 
 
 if __name__ == "__main__":

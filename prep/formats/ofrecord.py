@@ -42,22 +42,34 @@ def decode_record(data: bytes) -> dict[str, tuple[str, list]]:
     return protowire.decode_feature_map(data, _KINDS_BY_FIELD)
 
 
+def _next_payload(stream: BinaryIO, where: str) -> bytes | None:
+    head = stream.read(8)
+    if not head:
+        return None
+    if len(head) < 8:
+        raise RecordError(f"{where}: truncated length")
+    (size,) = struct.unpack("<q", head)
+    if size < 0:
+        raise RecordError(f"{where}: negative length {size}")
+    # No checksum guards the length: read it in bounded pieces, so a corrupt one only reads as truncated.
+    payload = protowire.read_exact(stream, size)
+    if len(payload) < size:
+        raise RecordError(f"{where}: truncated payload ({len(payload)} of {size} bytes)")
+    return payload
+
+
 def read_records(stream: BinaryIO, name: str = "<stream>") -> Iterator[tuple[int, bytes]]:
     """Yield (offset, payload) of every record; RecordError names the record and offset when the framing breaks."""
     offset = 0
     index = 0
     while True:
-        head = stream.read(8)
-        if not head:
+        where = f"{name}: record {index} at byte {offset}"
+        try:
+            payload = _next_payload(stream, where)
+        except OSError as err:
+            raise RecordError(f"{where}: cannot read: {err.strerror or err}") from None
+        if payload is None:
             return
-        if len(head) < 8:
-            raise RecordError(f"{name}: record {index} at byte {offset}: truncated length")
-        (size,) = struct.unpack("<q", head)
-        if size < 0:
-            raise RecordError(f"{name}: record {index} at byte {offset}: negative length {size}")
-        payload = stream.read(size)
-        if len(payload) < size:
-            raise RecordError(f"{name}: record {index} at byte {offset}: truncated payload ({len(payload)} of {size} bytes)")
         yield offset, payload
-        offset += 8 + size
+        offset += 8 + len(payload)
         index += 1

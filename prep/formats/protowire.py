@@ -116,6 +116,31 @@ def join(chunks: Chunks) -> bytes:
     return b"".join(chunks[0])
 
 
+_READ_PIECE = 1 << 24  # 16 MiB
+
+
+def read_exact(stream, size: int) -> bytes:
+    """`size` bytes from a record stream, or fewer when it ends first.
+
+    Read in pieces of at most 16 MiB, because `size` comes from a length field in the file: a corrupt
+    one (2**63) must cost no more memory than the file really holds, and then read as truncated.
+    """
+    if size <= _READ_PIECE:
+        data = stream.read(size)
+        if len(data) == size or not data:
+            return data
+        parts, size = [data], size - len(data)
+    else:
+        parts = []
+    while size > 0:
+        part = stream.read(min(size, _READ_PIECE))
+        if not part:
+            break
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
 def _read_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
     result = 0
     shift = 0
@@ -159,21 +184,31 @@ def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+_WIRE_OF = {"bytes": 2, "varint": 0, "<f": 5, "<d": 1}  # the wire type of one unpacked value
+
+
 def _decode_list(kind: Kind, body: memoryview) -> list:
     values: list = []
     for field, wire, value in _fields(body, 0, len(body)):
         if field != 1:
             continue
-        if kind.packing == "bytes":
-            values.append(bytes(value))
-        elif wire == 2:  # packed
+        if wire == 2 and kind.packing != "bytes":  # packed
             if kind.packing == "varint":
                 pos = 0
                 while pos < len(value):
                     number, pos = _read_varint(value, pos, len(value))
                     values.append(_signed64(number))
             else:
-                values.extend(struct.unpack(f"<{len(value) // struct.calcsize(kind.packing)}{kind.packing[1]}", value))
+                width = struct.calcsize(kind.packing)
+                if len(value) % width:
+                    raise WireError(f"packed {kind.name} list of {len(value)} bytes is not a multiple of {width}")
+                values.extend(struct.unpack(f"<{len(value) // width}{kind.packing[1]}", value))
+        elif wire != _WIRE_OF[kind.packing]:
+            # protobuf rejects a known field with the wrong wire type; decoding it anyway would turn a
+            # varint into bytes(n) (an allocation of n bytes) or hand struct an int.
+            raise WireError(f"{kind.name} list value with wire type {wire}")
+        elif kind.packing == "bytes":
+            values.append(bytes(value))
         elif kind.packing == "varint":
             values.append(_signed64(value))
         else:

@@ -81,23 +81,54 @@ def decompressing(stream: BinaryIO, compression: str | None) -> BinaryIO:
 
 
 class _ZlibReader:
-    """Minimal read-only stream over a zlib-compressed file (TFRecordDataset's compression_type='ZLIB')."""
+    """Read-only stream over a zlib-compressed file (TFRecordDataset's compression_type='ZLIB').
+
+    Decompresses only as much as each read asks for, so a shard is never inflated whole in memory.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
-        self._data = memoryview(zlib.decompress(stream.read()))
-        self._pos = 0
+        self._stream = stream
+        self._inflate = zlib.decompressobj()
 
     def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size < 0 else min(len(self._data), self._pos + size)
-        out = bytes(self._data[self._pos : end])
-        self._pos = end
-        return out
+        out = bytearray()
+        while (size < 0 or len(out) < size) and not self._inflate.eof:
+            data = self._inflate.unconsumed_tail or self._stream.read(1 << 20)
+            # With no input left, zlib may still hold output it stopped at the size limit: drain it first.
+            more = self._inflate.decompress(data, 0 if size < 0 else size - len(out))
+            if not data and not more:
+                raise EOFError("the zlib stream ends before its end marker")
+            out += more
+        return bytes(out)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
-        self._data.release()
+        pass
+
+
+# What a broken compressed stream raises: gzip.BadGzipFile is an OSError, a cut-off one an EOFError.
+_STREAM_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def _next_payload(stream: BinaryIO, where: str) -> bytes | None:
+    head = stream.read(12)
+    if not head:
+        return None
+    if len(head) < 12:
+        raise RecordError(f"{where}: truncated length header")
+    (size,) = struct.unpack("<Q", head[:8])
+    (crc,) = struct.unpack("<I", head[8:])
+    if crc != masked_crc(head[:8]):
+        raise RecordError(f"{where}: length CRC mismatch")
+    payload = protowire.read_exact(stream, size)  # bounded: the length may still be wrong
+    footer = stream.read(4)
+    if len(payload) < size or len(footer) < 4:
+        raise RecordError(f"{where}: truncated payload ({len(payload)} of {size} bytes)")
+    if struct.unpack("<I", footer)[0] != masked_crc(payload):
+        raise RecordError(f"{where}: payload CRC mismatch")
+    return payload
 
 
 def read_records(stream: BinaryIO, name: str = "<stream>") -> Iterator[tuple[int, bytes]]:
@@ -105,21 +136,13 @@ def read_records(stream: BinaryIO, name: str = "<stream>") -> Iterator[tuple[int
     offset = 0
     index = 0
     while True:
-        head = stream.read(12)
-        if not head:
+        where = f"{name}: record {index} at byte {offset}"
+        try:
+            payload = _next_payload(stream, where)
+        except _STREAM_ERRORS as err:
+            raise RecordError(f"{where}: cannot read: {err}") from None
+        if payload is None:
             return
-        if len(head) < 12:
-            raise RecordError(f"{name}: record {index} at byte {offset}: truncated length header")
-        (size,) = struct.unpack("<Q", head[:8])
-        (crc,) = struct.unpack("<I", head[8:])
-        if crc != masked_crc(head[:8]):
-            raise RecordError(f"{name}: record {index} at byte {offset}: length CRC mismatch")
-        payload = stream.read(size)
-        footer = stream.read(4)
-        if len(payload) < size or len(footer) < 4:
-            raise RecordError(f"{name}: record {index} at byte {offset}: truncated payload")
-        if struct.unpack("<I", footer)[0] != masked_crc(payload):
-            raise RecordError(f"{name}: record {index} at byte {offset}: payload CRC mismatch")
         yield offset, payload
-        offset += 16 + size
+        offset += 16 + len(payload)
         index += 1
