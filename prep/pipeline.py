@@ -261,7 +261,7 @@ def _run(*, name, source, listing, splits, plans, recorded, skipped, splitter, e
 
         failures = [line for ok, line in verify_run(output_dir, summary, decode=True) if not ok]
         if failures:
-            raise WriteError(f"verify=true: {len(failures)} shard(s) failed verification, no summary.json written: {failures[0]}")
+            raise WriteError(f"verify=true: {len(failures)} check(s) failed, no summary.json written: {failures[0]}")
         log.info("verify: every shard re-read and checked")
     summaries.write_labels_csv(output_dir, summary, listing.class_names)
     summaries.write(output_dir, summary)
