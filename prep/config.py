@@ -30,10 +30,13 @@ class PixelCsvSourceConf:
     header: bool = False
 
 
+# labels.kind, on every labels choice: auto | int | name (prep.labels.KINDS). A str checked by the stage's
+# constructor, so a wrong value gets prep's own one-line message (OmegaConf 2.3 rejects typing.Literal).
 @dataclass
 class SpaceLabelsConf:
     _target_: str = "prep.labels.SpaceLabels"
     path: str = ""
+    kind: str = "auto"
 
 
 @dataclass
@@ -42,6 +45,7 @@ class JsonlLabelsConf:
     path: str = ""
     filename_key: str = "file_name"
     label_key: str = "label"
+    kind: str = "auto"
 
 
 @dataclass
@@ -50,16 +54,19 @@ class CsvLabelsConf:
     path: str = ""
     filename_column: str = "filename"
     label_column: str = "label"
+    kind: str = "auto"
 
 
 @dataclass
 class SubdirLabelsConf:
     _target_: str = "prep.labels.SubdirLabels"
+    kind: str = "auto"
 
 
 @dataclass
 class EmbeddedLabelsConf:
     _target_: str = "prep.labels.EmbeddedLabels"
+    kind: str = "auto"
 
 
 @dataclass
