@@ -99,8 +99,8 @@ def _kind_mismatch(entries: Sequence[LabelEntry], is_int: list[bool], kind: str,
         )
     at = is_int.index(False)
     entry = entries[at]
-    # A lone odd value on the first entry is what a header line ("filename label") looks like.
-    fix = f"this first line looks like a header line: {header_fix}" if at == 0 and names == 1 and ints else "fix the value"
+    # A lone odd value on the first entry is what a header line ("filename label") looks like (comments may precede it).
+    fix = f"it looks like a header line: {header_fix}" if at == 0 and names == 1 and ints else "fix the value"
     if kind == "int":
         return (
             f"{entry.where}: label {excerpt(entry.label)} is not an integer (labels.kind=int: ASCII digits with an "

@@ -133,7 +133,7 @@ def test_a_header_line_is_named_not_turned_into_a_class(tmp_path):
         ids_of(SpaceLabels(str(path)))
     assert str(err.value) == (
         f"{path}:1: label 'label' is not an integer, but 2 other labels are (labels.kind=auto); "
-        "this first line looks like a header line: remove that line, or set labels.kind=name to read every label as a class name"
+        "it looks like a header line: remove that line, or set labels.kind=name to read every label as a class name"
     )
     # Asked for, names are names: "10" sorts before "3".
     assert ids_of(SpaceLabels(str(path), kind="name")) == ([2, 1, 0], ["10", "3", "label"])
@@ -305,6 +305,21 @@ def test_csv_with_mac_line_endings(tmp_path):
     path = write(tmp_path, b"filename,label\ra.jpg,1\rb.jpg,2\r", "l.csv")
     entries = CsvLabels(str(path)).entries(None)
     assert pairs(entries) == [("a.jpg", "1"), ("b.jpg", "2")] and entries[1].where == f"{path}:3"
+
+
+def test_line_breaks_split_across_reads_count_once(tmp_path):
+    # The reader takes 64 KiB at a time: put a \r\n across that boundary, and a lone \r at the very end.
+    first = b"a.jpg 1" + b" " * (65536 - len(b"a.jpg 1") - 1) + b"\r"
+    path = write(tmp_path, first + b"\nb.jpg 2\rc.jpg 3\r")
+    entries = SpaceLabels(str(path)).entries(None)
+    assert pairs(entries) == [("a.jpg", "1"), ("b.jpg", "2"), ("c.jpg", "3")]
+    assert [e.where for e in entries] == [f"{path}:1", f"{path}:2", f"{path}:3"]
+
+
+def test_a_header_after_comments_is_still_recognised(tmp_path):
+    path = write(tmp_path, b"# exported 2024\nfile class\na.jpg 1\n")
+    with pytest.raises(InputError, match=rf"^{path}:2: label 'class' is not an integer, but 1 other label is \(labels.kind=auto\); it looks like a header line"):
+        ids_of(SpaceLabels(str(path)))
 
 
 def test_csv_duplicate_header_names_and_oversized_fields(tmp_path):

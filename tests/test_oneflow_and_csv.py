@@ -168,7 +168,7 @@ def test_a_header_line_in_a_label_file_is_one_line_from_the_cli(tmp_path, oneflo
     space.write_text("filename label\n" + "".join(f"{next(iter(json.loads(l)))} {i % 3}\n" for i, l in enumerate(label_file.read_text().splitlines())))
     proc = run_prep("dataset=images", f"source.image_dir={root}", f"labels.path={space}", f"hydra.run.dir={tmp_path / 'run'}", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert f"error: {space}:1: label 'label' is not an integer, but 23 other labels are (labels.kind=auto); this first line looks like a header line: remove that line" in proc.stderr
+    assert f"error: {space}:1: label 'label' is not an integer, but 23 other labels are (labels.kind=auto); it looks like a header line: remove that line" in proc.stderr
 
 
 def write_bytes(path, data: bytes):
@@ -201,7 +201,7 @@ def test_pixel_csv_header_without_header_true_is_named(tmp_path):
         read_items(PixelCsvSource(str(numbered), shape=[1, 2]), EmbeddedLabels())
     assert str(err.value) == (
         f"{numbered}:1: label 'label' is not an integer, but 2 other labels are (labels.kind=auto); "
-        "this first line looks like a header line: set source.header=true, or set labels.kind=name to read every label as a class name"
+        "it looks like a header line: set source.header=true, or set labels.kind=name to read every label as a class name"
     )
 
 
