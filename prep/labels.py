@@ -86,6 +86,17 @@ class _JsonInt:
         self.text = text
 
 
+class _DuplicateKey(Exception):
+    """A JSON object naming a key twice: json.loads would silently keep the last value."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        raise _DuplicateKey(next(key for i, (key, _) in enumerate(pairs) if key in dict(pairs[:i])))
+    return row
+
+
 _JSON_TYPES = {bool: "true/false", float: "a number with a fraction or exponent", type(None): "null", list: "a list", dict: "an object"}
 
 
@@ -146,7 +157,9 @@ class JsonlLabels:
                 continue
             where = f"{self.path}:{number}"
             try:
-                row = json.loads(line, parse_int=_JsonInt)
+                row = json.loads(line, parse_int=_JsonInt, object_pairs_hook=_unique_keys)
+            except _DuplicateKey as err:
+                raise InputError(f"{where}: names {str(err)!r} twice; which value is meant? {excerpt(line)}") from None
             except json.JSONDecodeError as err:
                 raise InputError(f"{where}: not JSON ({err.msg} at column {err.colno}): {excerpt(line)}") from None
             except RecursionError:

@@ -294,6 +294,13 @@ def test_json_that_python_cannot_parse_as_is(tmp_path):
         JsonlLabels(str(surrogate)).entries(None)
 
 
+def test_json_naming_a_key_twice_is_not_resolved_silently(tmp_path):
+    path = write(tmp_path, b'{"a.png": 1, "a.png": 2}\n')
+    with pytest.raises(InputError) as err:
+        JsonlLabels(str(path)).entries(None)
+    assert str(err.value) == f"""{path}:1: names 'a.png' twice; which value is meant? '{{"a.png": 1, "a.png": 2}}'"""
+
+
 def test_csv_quoted_fields_and_line_breaks_inside_them(tmp_path):
     path = write(tmp_path, b'filename,label\n"a, b.jpg","3"\n"multi\nline.jpg",4\r\n\r\nc.jpg," 5 "\n', "l.csv")
     entries = CsvLabels(str(path)).entries(None)
