@@ -48,8 +48,8 @@ def _check_label_file(path: str) -> None:
         mode = os.stat(storage.local(path)).st_mode
     except FileNotFoundError:
         raise InputError(f"labels.path={path}: no such file") from None
-    except OSError as err:
-        raise InputError(f"labels.path={path}: cannot read: {err.strerror or err}") from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL in the path
+        raise InputError(f"labels.path={path!r}: cannot read: {getattr(err, 'strerror', None) or err}") from None
     if stat.S_ISDIR(mode):
         raise InputError(f"labels.path={path}: is a folder, expected a label file")
     if not stat.S_ISREG(mode):
