@@ -117,7 +117,11 @@ def _label_text(value: object, where: str, line: str) -> str:
 
 def _has_surrogate(text: str) -> bool:
     # Only JSON's \ud800-style escapes make them; they cannot be written as UTF-8 into a record.
-    return any("\ud800" <= char <= "\udfff" for char in text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class SpaceLabels:

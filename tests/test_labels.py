@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
-import re
 import tracemalloc
 import unicodedata
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
+from prep import sources
 from prep.errors import ConfigError, EncodeError, InputError, PrepError
 from prep.labels import KINDS, CsvLabels, EmbeddedLabels, JsonlLabels, SpaceLabels, SubdirLabels
 from prep.reader import label_ids, read_items
@@ -475,3 +477,15 @@ def test_subdirs_counts_the_files_it_leaves_out(tmp_path):
     assert listing.class_names == ["cat", "dog"]
     assert listing.ignored == sorted(files[5:])
     assert read_items(ImageDirSource(str(tmp_path)), SpaceLabels(str(write(tmp_path, b"cat/1.jpg 1\n", "l.txt")))).ignored == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.lists(st.sampled_from([b"a", b"bc", b"\r", b"\n", b"\r\n", b" ", b"\xef\xbb\xbf"]), max_size=40).map(b"".join),
+       chunk=st.integers(1, 7))
+def test_read_lines_splits_like_python_whatever_the_read_size(data, chunk):
+    # Tiny reads put every line break, \r\n pairs included, across read boundaries somewhere.
+    with mock.patch.object(sources, "_CHUNK", chunk):
+        universal = [line for _, line in sources.read_lines(io.BytesIO(data), "f", universal=True)]
+        plain = [line for _, line in sources.read_lines(io.BytesIO(data), "f")]
+    assert universal == data.splitlines(keepends=True)
+    assert plain == io.BytesIO(data).readlines()
