@@ -31,10 +31,13 @@ class PixelCsvSourceConf:
     header: bool = False
 
 
+# labels.kind, on every labels choice: auto | int | name (prep.labels.KINDS). A str checked by the stage's
+# constructor, so a wrong value gets prep's own one-line message (OmegaConf 2.3 rejects typing.Literal).
 @dataclass
 class SpaceLabelsConf:
     _target_: str = "prep.labels.SpaceLabels"
     path: str = ""
+    kind: str = "auto"
 
 
 @dataclass
@@ -43,6 +46,7 @@ class JsonlLabelsConf:
     path: str = ""
     filename_key: str = "file_name"
     label_key: str = "label"
+    kind: str = "auto"
 
 
 @dataclass
@@ -51,16 +55,19 @@ class CsvLabelsConf:
     path: str = ""
     filename_column: str = "filename"
     label_column: str = "label"
+    kind: str = "auto"
 
 
 @dataclass
 class SubdirLabelsConf:
     _target_: str = "prep.labels.SubdirLabels"
+    kind: str = "auto"
 
 
 @dataclass
 class EmbeddedLabelsConf:
     _target_: str = "prep.labels.EmbeddedLabels"
+    kind: str = "auto"
 
 
 @dataclass

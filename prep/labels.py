@@ -4,41 +4,132 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from collections.abc import Iterator
 
 from prep import storage
-from prep.errors import InputError
-from prep.sources import LabelEntry
+from prep.errors import ConfigError, InputError
+from prep.sources import LabelEntry, clean, read_lines
+
+# What `labels.kind` accepts: how label values become ids (prep.reader.label_ids applies it).
+KINDS = ("auto", "int", "name")
+
+
+def check_kind(kind) -> str:
+    """labels.kind as a plain string; an Enum member (matched by name, as OmegaConf does) works too."""
+    value = getattr(kind, "name", kind)
+    if value not in KINDS:
+        raise ConfigError(
+            f"labels.kind={kind!r}: choose auto (integers if every label is one, class names if none is), "
+            "int (every label an integer) or name (every label a class name, ids by sorted name)"
+        )
+    return value
+
+
+def excerpt(text: str, size: int = 80) -> str:
+    """repr of a value for a message, shortened: a broken file can put a megabyte on one line."""
+    if len(text) <= size:
+        return repr(text)
+    return f"{text[: size // 2]!r}... ({len(text)} characters)"
+
+
+def _check_label_file(path: str) -> None:
+    """The path is a regular file: a folder is a mistake, and opening a FIFO would wait forever for a writer."""
+    if not path:
+        raise InputError("labels.path is not set: give the label file, e.g. labels.path=/data/val.txt")
+    if storage.is_url(path):
+        if storage.isdir(path):
+            raise InputError(f"labels.path={path}: is a folder, expected a label file")
+        if not storage.isfile(path):
+            raise InputError(f"labels.path={path}: no such file")
+        return
+    try:
+        mode = os.stat(storage.local(path)).st_mode
+    except FileNotFoundError:
+        raise InputError(f"labels.path={path}: no such file") from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL in the path
+        raise InputError(f"labels.path={path!r}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"labels.path={path}: is a folder, expected a label file")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"labels.path={path}: not a regular file (a FIFO, socket or device), expected a label file")
 
 
 def _lines(path: str) -> Iterator[tuple[int, str]]:
-    """(line number, text) for every line; CRLF, a UTF-8 byte-order mark and a missing final newline are fine."""
-    if not path:
-        raise InputError("labels.path is not set: give the label file, e.g. labels.path=/data/val.txt")
+    """(line number, text without its line break) for every line.
+
+    CRLF, CR, byte-order marks and a missing final newline are fine. Lines are read and decoded one at a
+    time, so a problem (not UTF-8, a NUL byte, a line of a gigabyte) is named with its exact line.
+    """
+    _check_label_file(path)
     try:
-        with storage.open_text(path) as f:
-            yield from enumerate((line.rstrip("\r\n") for line in f), start=1)
-    except FileNotFoundError:
-        raise InputError(f"labels.path={path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"labels.path={path}: is a folder, expected a label file") from None
-    except UnicodeDecodeError as err:
-        raise InputError(f"labels.path={path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        with storage.open_read(path) as f:
+            for number, raw in read_lines(f, path, universal=True):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise InputError(
+                        f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start} of the line); save the file as UTF-8"
+                    ) from None
+                yield number, text.rstrip("\r\n").replace("\ufeff", "")
     except OSError as err:
-        raise InputError(f"labels.path={path}: cannot read: {err.strerror}") from None
+        raise InputError(f"labels.path={path}: cannot read: {err.strerror or err}") from None
+
+
+class _JsonInt:
+    """An integer as a JSON line writes it: its digits are kept, so any size parses and nothing is rounded."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _DuplicateKey(Exception):
+    """A JSON object naming a key twice: json.loads would silently keep the last value."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        raise _DuplicateKey(next(key for i, (key, _) in enumerate(pairs) if key in dict(pairs[:i])))
+    return row
+
+
+_JSON_TYPES = {bool: "true/false", float: "a number with a fraction or exponent", type(None): "null", list: "a list", dict: "an object"}
 
 
 def _label_text(value: object, where: str, line: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not value.strip()):
-        raise InputError(f"{where}: the label must be an integer or a class name, got {line!r}")
-    return str(value).strip()
+    """The label as text: a JSON integer's digits, or a string cleaned of invisible ends; anything else is an error."""
+    if isinstance(value, _JsonInt):
+        return value.text
+    if isinstance(value, str):
+        text = clean(value)
+        if text and not _has_surrogate(text):
+            return text
+        if text:
+            raise InputError(f"{where}: the label {excerpt(text)} is not valid Unicode (a lone surrogate), got {excerpt(line)}")
+    kind = next((name for t, name in _JSON_TYPES.items() if isinstance(value, t)), None)
+    detail = f" ({kind})" if kind and not isinstance(value, str) else ""
+    raise InputError(f"{where}: the label must be an integer or a class name, got {excerpt(line)}{detail}")
+
+
+def _has_surrogate(text: str) -> bool:
+    # Only JSON's \ud800-style escapes make them; they cannot be written as UTF-8 into a record.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class SpaceLabels:
     """Caffe/ImageNet style: "filename label" per line, separated by spaces or tabs; blank lines and # comments skipped."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, kind: str = "auto") -> None:
         self.path = path
+        self.kind = check_kind(kind)
 
     def entries(self, source) -> list[LabelEntry]:
         out = []
@@ -49,18 +140,19 @@ class SpaceLabels:
             parts = text.split()
             where = f"{self.path}:{number}"
             if len(parts) != 2:
-                raise InputError(f'{where}: expected "filename label", got {line!r}')
-            out.append(LabelEntry(parts[0], parts[1], where))
+                raise InputError(f'{where}: expected "filename label", got {excerpt(line)}')
+            out.append(LabelEntry(parts[0], _label_text(parts[1], where, line), where))
         return out
 
 
 class JsonlLabels:
     """JSON lines: {"name.png": 3} (one pair per line, OneFlow style) or {"file_name": "name.png", "label": 3}."""
 
-    def __init__(self, path: str, filename_key: str = "file_name", label_key: str = "label") -> None:
+    def __init__(self, path: str, filename_key: str = "file_name", label_key: str = "label", kind: str = "auto") -> None:
         self.path = path
         self.filename_key = filename_key
         self.label_key = label_key
+        self.kind = check_kind(kind)
 
     def entries(self, source) -> list[LabelEntry]:
         out = []
@@ -69,79 +161,118 @@ class JsonlLabels:
                 continue
             where = f"{self.path}:{number}"
             try:
-                row = json.loads(line)
+                row = json.loads(line, parse_int=_JsonInt, object_pairs_hook=_unique_keys)
+            except _DuplicateKey as err:
+                raise InputError(f"{where}: names {str(err)!r} twice; which value is meant? {excerpt(line)}") from None
             except json.JSONDecodeError as err:
-                raise InputError(f"{where}: not JSON ({err.msg} at column {err.colno}): {line!r}") from None
+                raise InputError(f"{where}: not JSON ({err.msg} at column {err.colno}): {excerpt(line)}") from None
+            except RecursionError:
+                raise InputError(f"{where}: not a label line (JSON nested too deeply): {excerpt(line)}") from None
             if isinstance(row, dict) and self.filename_key in row:
                 if self.label_key not in row:
-                    raise InputError(f'{where}: has "{self.filename_key}" but no "{self.label_key}": {line!r}')
+                    raise InputError(f'{where}: has "{self.filename_key}" but no "{self.label_key}": {excerpt(line)}')
                 name, label = row[self.filename_key], row[self.label_key]
             elif isinstance(row, dict) and len(row) == 1:
                 ((name, label),) = row.items()
             else:
                 raise InputError(
-                    f'{where}: expected {{"filename": label}} or {{"{self.filename_key}": ..., "{self.label_key}": ...}}, got {line!r}'
+                    f'{where}: expected {{"filename": label}} or {{"{self.filename_key}": ..., "{self.label_key}": ...}}, got {excerpt(line)}'
                 )
-            if not isinstance(name, str) or not name.strip():
-                raise InputError(f"{where}: the filename must be a non-empty string, got {line!r}")
-            out.append(LabelEntry(name, _label_text(label, where, line), where))
+            if not isinstance(name, str) or not name.strip() or _has_surrogate(name):
+                raise InputError(f"{where}: the filename must be a non-empty string, got {excerpt(line)}")
+            out.append(LabelEntry(name.replace("\ufeff", ""), _label_text(label, where, line), where))
         return out
 
 
 class CsvLabels:
     """CSV with a header row; `filename_column` and `label_column` name the columns to use."""
 
-    def __init__(self, path: str, filename_column: str = "filename", label_column: str = "label") -> None:
+    def __init__(self, path: str, filename_column: str = "filename", label_column: str = "label", kind: str = "auto") -> None:
         self.path = path
         self.filename_column = filename_column
         self.label_column = label_column
+        self.kind = check_kind(kind)
 
     def entries(self, source) -> list[LabelEntry]:
-        lines = _lines(self.path)
-        numbered = ((n, line) for n, line in lines)
-        line_numbers: list[int] = []
+        numbers: list[int] = []  # the file line of every text handed to the csv reader
 
         def texts():
-            for n, line in numbered:
-                line_numbers.append(n)
-                yield line
+            for number, line in _lines(self.path):
+                numbers.append(number)
+                yield line + "\n"  # the csv reader keeps a line break inside a quoted field only if it sees one
 
         reader = csv.reader(texts())
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise InputError(f"labels.path={self.path}: empty file, expected a header row") from None
-        columns = {}
-        for key, column in (("filename_column", self.filename_column), ("label_column", self.label_column)):
-            if column not in header:
-                raise InputError(f"{self.path}:{line_numbers[0]}: no column labels.{key}={column!r}; the header has {header}")
-            columns[key] = header.index(column)
-        name_at, label_at = columns["filename_column"], columns["label_column"]
         out = []
+        header: list[str] | None = None
+        first = 0
         try:
-            for row in reader:
-                number = line_numbers[-1]
+            while True:
+                first = len(numbers)  # a quoted field can span lines: a row is named by the line it starts on
+                row = next(reader, None)
+                if row is None:
+                    break
                 if not row or not any(cell.strip() for cell in row):
                     continue
-                where = f"{self.path}:{number}"
+                if header is None:
+                    header = [clean(cell) for cell in row]
+                    name_at, label_at = self._columns(header, numbers[first])
+                    continue
+                where = f"{self.path}:{numbers[first]}"
                 if len(row) != len(header):
-                    raise InputError(f"{where}: expected {len(header)} columns as in the header, got {len(row)}: {','.join(row)!r}")
+                    raise InputError(f"{where}: expected {len(header)} columns as in the header, got {len(row)}: {excerpt(','.join(row))}")
                 name, label = row[name_at].strip(), row[label_at]
                 if not name:
-                    raise InputError(f"{where}: empty {self.filename_column!r}: {','.join(row)!r}")
+                    raise InputError(f"{where}: empty {self.filename_column!r}: {excerpt(','.join(row))}")
                 out.append(LabelEntry(name, _label_text(label, where, ",".join(row)), where))
         except csv.Error as err:
-            raise InputError(f"{self.path}:{line_numbers[-1]}: {err}") from None
+            line = numbers[first] if first < len(numbers) else len(numbers)
+            raise InputError(f"{self.path}:{line}: not CSV as expected: {err}") from None
+        if header is None:
+            raise InputError(f"labels.path={self.path}: empty file, expected a header row")
         return out
+
+    def _columns(self, header: list[str], number: int) -> tuple[int, int]:
+        at = []
+        for key, column in (("filename_column", self.filename_column), ("label_column", self.label_column)):
+            if column not in header:
+                raise InputError(f"{self.path}:{number}: no column labels.{key}={column!r}; the header has {header}")
+            if header.count(column) > 1:
+                raise InputError(
+                    f"{self.path}:{number}: the header has {header.count(column)} columns named {column!r} (labels.{key}); "
+                    "rename all but one"
+                )
+            at.append(header.index(column))
+        return at[0], at[1]
 
 
 class SubdirLabels:
     """The class of an image is the top-level folder it is in (ImageNet train / Keras layout); no label file."""
 
+    def __init__(self, kind: str = "auto") -> None:
+        self.kind = check_kind(kind)
+
+    def _sorted_files(self, source) -> tuple[list[str], list[str]]:
+        """(images to convert, files left out): unknown extensions and hidden files or folders are left out.
+
+        Hidden means any part of the path starts with a dot: .DS_Store, macOS's ._name.jpg copies and
+        Jupyter's .ipynb_checkpoints/ are never images of the class they sit in.
+        """
+        if not hasattr(source, "image_files"):
+            raise InputError(f"labels=subdirs reads class folders, but {source.describe()} has none: use source=image_dir")
+        images = set(source.image_files())
+        used, ignored = [], []
+        for name in source.files():
+            hidden = any(part.startswith(".") for part in name.split("/"))
+            (used if name in images and not hidden else ignored).append(name)
+        return used, ignored
+
+    def ignored(self, source) -> list[str]:
+        """Files in the folder that are not converted, as relative paths: they are counted, not silently lost."""
+        return self._sorted_files(source)[1]
+
     def entries(self, source) -> list[LabelEntry]:
-        files = source.image_files()
         out = []
-        for name in files:
+        for name in self._sorted_files(source)[0]:
             parent = name.split("/", 1)[0] if "/" in name else ""
             if not parent:
                 raise InputError(
@@ -156,5 +287,10 @@ class SubdirLabels:
 class EmbeddedLabels:
     """Labels that come with the source itself (digits, pixel CSV rows)."""
 
+    def __init__(self, kind: str = "auto") -> None:
+        self.kind = check_kind(kind)
+
     def entries(self, source) -> list[LabelEntry]:
+        if not hasattr(source, "labelled_entries"):
+            raise InputError(f"labels=embedded needs a source with labels of its own (digits, pixel_csv), not {source.describe()}")
         return source.labelled_entries()

@@ -163,9 +163,7 @@ def convert(
     listing = read_items(source, labels, limit)
     for note in getattr(source, "notes", lambda: [])():
         log.warning("%s", note)
-    check_labels = getattr(writer, "check_labels", None)
-    if check_labels is not None:
-        check_labels(listing)
+    writer.check_labels(listing)  # a label the stored type cannot hold stops the run here, before any file
     splits = splitter.assign(listing.items)
     plans = plan_shards(name, splits, writer)
     limit_skipped = skip_limit(max_skipped, len(listing.items) + len(listing.skipped))
@@ -178,6 +176,11 @@ def convert(
         log.warning(
             "%d image(s) in %s are not in the label file and were left out, e.g. %s",
             len(listing.unlabelled), source.describe(), ", ".join(listing.unlabelled[:3]),
+        )
+    if listing.ignored:
+        log.warning(
+            "%d file(s) in %s are not converted (hidden, or not an image extension), e.g. %s",
+            len(listing.ignored), source.describe(), ", ".join(listing.ignored[:3]),
         )
     _check_skips(skipped, limit_skipped, max_skipped)
     # Inputs, stages and plan are all checked: only now is the output folder touched, under its lock.

@@ -9,13 +9,19 @@ import posixpath
 import stat
 import threading
 import unicodedata
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from prep import storage
 from prep.errors import ConfigError, EncodeError, InputError
 
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20  # larger files are skipped before being read
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+# .jfif, .jpe and .pjpeg are JPEG under other names (browsers save them so); the encoder sniffs the real
+# format from the bytes, so an extension only decides whether a file is offered at all.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".jpe", ".pjpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+MAX_LINE_BYTES = 1 << 20  # a label line is a name and a label: a longer one means a wrong or broken file
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark: never part of a value, wherever an editor or `cat` left it
+_CHUNK = 1 << 16
 
 
 class LabelEntry(NamedTuple):
@@ -25,6 +31,29 @@ class LabelEntry(NamedTuple):
     label: str
     where: str  # "file:line" for messages
     ref: object = None  # set by sources that know how to find the image without a path
+
+
+def clean(value: str) -> str:
+    """A value as the user means it: no U+FEFF anywhere, no invisible characters at either end.
+
+    U+FEFF is a byte-order mark wherever it appears (files joined with `cat`, editors that add one); as a
+    zero-width no-break space it has been deprecated since Unicode 3.2. At the ends, whitespace and format
+    characters (zero-width spaces, direction marks) are invisible, so a label "3" followed by one is still 3.
+    Inside a value they stay: they can be part of a real class name (emoji sequences use U+200D).
+    """
+    if value.isascii():  # the common case, and no ASCII character is a format character
+        return value.strip()
+    value = value.replace("\ufeff", "")
+    start, end = 0, len(value)
+    while start < end and _invisible(value[start]):
+        start += 1
+    while end > start and _invisible(value[end - 1]):
+        end -= 1
+    return value[start:end]
+
+
+def _invisible(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) == "Cf"
 
 
 class ImageDirSource:
@@ -219,6 +248,8 @@ class Listing:
 
     def through_alias(self, path: str) -> str | None:
         """The real path of a file named through a symlinked folder, if it is listed, else None."""
+        if not self.dir_aliases:
+            return path if path in self.files else None
         for _ in range(40):  # aliases can point into aliases; 40 as the kernel's symlink limit
             parts = path.split("/")
             for cut in range(len(parts) - 1, 0, -1):
@@ -322,6 +353,7 @@ class PixelCsvSource:
     """
 
     payload = "array"
+    header_fix = "set source.header=true"  # how a header line is skipped, for the reader's label-kind messages
 
     def __init__(self, path: str, shape: list[int] | tuple[int, ...] = (28, 28), label_column: int = 0, header: bool = False) -> None:
         if not path:
@@ -347,6 +379,10 @@ class PixelCsvSource:
 
     def check(self) -> None:
         if not storage.isfile(self.path):
+            if storage.isdir(self.path):
+                raise InputError(f"source.path={self.path}: is a folder, expected the pixel CSV file")
+            if storage.exists(self.path):  # opening a FIFO would wait for a writer forever
+                raise InputError(f"source.path={self.path}: not a regular file (a FIFO, socket or device), expected the pixel CSV file")
             raise InputError(f"source.path={self.path}: no such file")
 
     def describe(self) -> str:
@@ -356,21 +392,43 @@ class PixelCsvSource:
         self.check()
         out = []
         base = os.path.basename(self.path)
-        with storage.open_read(self.path) as f:
-            offset = 0
-            for number, line in enumerate(f, start=1):
-                start, offset = offset, offset + len(line)
-                if number == 1 and self.header:
-                    continue
-                text = line.strip()
-                if not text:
-                    continue
-                cells = text.split(b",", self.label_column + 1)
-                label = cells[self.label_column].strip().decode("utf-8", "replace") if len(cells) > self.label_column else ""
-                if not label:
-                    raise InputError(f"{self.path}:{number}: no label in column {self.label_column}: {text[:60]!r}")
-                out.append(LabelEntry(f"{base}:{number}", label, f"{self.path}:{number}", (start, len(line), number)))
+        # A row holds `columns` numbers: allow a generous 64 bytes each before calling a line broken.
+        max_bytes = max(MAX_LINE_BYTES, 64 * self.columns)
+        try:
+            with storage.open_read(self.path) as f:
+                offset = 0
+                for number, line in read_lines(f, self.path, max_bytes):
+                    start, offset = offset, offset + len(line)
+                    if number == 1 and self.header:
+                        continue
+                    text = line.replace(BOM, b"").strip()
+                    if not text:
+                        continue
+                    if number == 1:
+                        self._check_first_row(text)
+                    cells = text.split(b",", self.label_column + 1)
+                    raw = cells[self.label_column].strip() if len(cells) > self.label_column else b""
+                    try:
+                        label = clean(raw.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        raise InputError(f"{self.path}:{number}: the label {raw[:60]!r} is not UTF-8 text") from None
+                    if not label:
+                        raise InputError(f"{self.path}:{number}: no label in column {self.label_column}: {text[:60]!r}")
+                    out.append(LabelEntry(f"{base}:{number}", label, f"{self.path}:{number}", (start, len(line), number)))
+        except OSError as err:
+            raise InputError(f"source.path={self.path}: cannot read: {err.strerror or err}") from None
         return out
+
+    def _check_first_row(self, text: bytes) -> None:
+        """A first row whose pixel columns are not numbers is a header: reading it as an image would fail anyway."""
+        cells = text.split(b",")
+        pixels = cells[: self.label_column] + cells[self.label_column + 1 :]
+        bad = next((c.strip() for c in pixels if not _is_number(c)), None)
+        if bad is not None:
+            raise InputError(
+                f"{self.path}:1: the first row is not pixel values ({bad.decode('utf-8', 'replace')[:30]!r} is not a number): "
+                "if it is a header line, set source.header=true"
+            )
 
     def read(self, ref: tuple[int, int, int]):
         import numpy as np
@@ -381,7 +439,7 @@ class PixelCsvSource:
                 self._file = storage.open_read(self.path)
             self._file.seek(offset)
             line = self._file.read(size)
-        cells = line.strip().split(b",")
+        cells = line.replace(BOM, b"").strip().split(b",")
         if len(cells) != self.columns:
             raise EncodeError(f"line {number}: expected {self.columns} columns (label + {self.columns - 1} pixels), got {len(cells)}")
         del cells[self.label_column]
@@ -402,3 +460,64 @@ def _is_number(cell: bytes) -> bool:
         return True
     except ValueError:
         return False
+
+
+def looks_like_utf16(head: bytes) -> bool:
+    """A UTF-16 byte-order mark, or ASCII text with a NUL beside every character (UTF-16 without one)."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return True
+    sample = head[:4096]
+    return len(sample) >= 4 and max(sample[0::2].count(0), sample[1::2].count(0)) * 4 >= len(sample)
+
+
+def read_lines(f, path: str, max_bytes: int = MAX_LINE_BYTES, universal: bool = False) -> Iterator[tuple[int, bytes]]:
+    """(line number, line with its line break) of a binary text stream, holding at most ~max_bytes of a line.
+
+    Line breaks are b"\\n", or with `universal` also b"\\r\\n" and a lone b"\\r" (old Mac / Excel CSV) as
+    Python's text mode reads them. A file without line breaks is never read into memory whole: a line
+    over max_bytes, a NUL byte or UTF-16 text is an InputError naming the file and line, since each means
+    this is not the text file it should be.
+    """
+    number = 0
+    pending = b""
+    first = True
+    while True:
+        chunk = f.read(_CHUNK)
+        if first:
+            first = False
+            if looks_like_utf16(chunk):
+                raise InputError(f"{path}: looks like UTF-16 text; save it as UTF-8")
+        data = pending + chunk if pending else chunk
+        # Splitting a whole chunk in C keeps a million-line file fast; the checks per line run only when
+        # the chunk has a NUL or is long enough to hold an over-long line.
+        lines = data.splitlines(keepends=True) if universal else data.split(b"\n")
+        if universal:
+            if chunk and lines and not lines[-1].endswith(b"\n"):
+                pending = lines.pop()  # unfinished, or a \r whose \n may start the next chunk
+            else:
+                pending = b""
+        else:
+            pending = lines.pop()
+            lines = [line + b"\n" for line in lines]
+            if not chunk and pending:
+                lines.append(pending)
+                pending = b""
+        if b"\0" in data or len(data) > max_bytes:
+            for offset, line in enumerate(lines, start=number + 1):
+                _checked_line(line, path, offset, max_bytes)
+            _checked_line(pending, path, number + len(lines) + 1, max_bytes)
+        yield from enumerate(lines, start=number + 1)
+        number += len(lines)
+        if not chunk:
+            return
+
+
+def _checked_line(line: bytes, path: str, number: int, max_bytes: int) -> bytes:
+    if len(line) > max_bytes + 2:  # + the line break
+        raise InputError(
+            f"{path}:{number}: a line longer than {max_bytes} bytes: this does not look like a text file with one entry per line"
+        )
+    if b"\0" in line:
+        raise InputError(f"{path}:{number}: a NUL byte: this does not look like a text file (save it as plain UTF-8 text)")
+    return line
+

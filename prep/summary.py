@@ -54,6 +54,7 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
         "image_formats": dict(sorted(formats.items())),
         "skipped": skipped,
         "unlabelled": {"count": len(listing.unlabelled), "examples": listing.unlabelled[:20]},
+        "ignored": {"count": len(listing.ignored), "examples": listing.ignored[:20]},
         "seconds": round(seconds, 3),
         "records_per_second": round(num_records / seconds, 1) if seconds > 0 else 0.0,
         "version": __version__,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import string
+import unicodedata
 import zlib
 from collections.abc import Callable, Mapping
 
 from prep import storage
-from prep.errors import ConfigError, WriteError
+from prep.errors import ConfigError, InputError, WriteError
 from prep.formats import ofrecord, protowire, tfrecord
 from prep.stages import Encoded, Item
 
@@ -26,6 +28,14 @@ FIELD_TYPES = {
     "filename": "bytes",
 }
 _NUMERIC = ("height", "width", "channels", "label")
+# The integers each numeric type stores exactly. Outside them int32/int64 wrap around (2**63 would read
+# back as -2**63) and float/double round (2**24 + 1 as a float is 2**24): a different label, silently.
+EXACT_INTEGERS = {
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "float": (-(2**24), 2**24),
+    "double": (-(2**53), 2**53),
+}
 _PATTERN_FIELDS = {"dataset", "split", "index", "number", "count"}
 
 
@@ -237,14 +247,43 @@ class RecordWriter:
     def open(self, output_dir: str, path: str) -> ShardSink:
         return ShardSink(self, output_dir, path)
 
+    def check_labels(self, listing) -> None:
+        """InputError naming the label-file line when a label id does not fit a type the records store it as.
+
+        Called with the reader's Listing before anything is written; its label_bounds (the lowest and highest
+        id, with their lines) are enough, since each type holds one contiguous range of integers.
+        """
+        for bound in listing.label_bounds or ():
+            for key, (field, kind) in self.features.items():
+                if field != "label" or kind not in EXACT_INTEGERS:
+                    continue
+                low, high = EXACT_INTEGERS[kind]
+                if low <= bound.value <= high:
+                    continue
+                fits_int64 = kind != "int64" and "int64" in self.types and -(2**63) <= bound.value < 2**63
+                store = f"store it as int64 (features.{key}=label:int64), " if fits_int64 else ""
+                raise InputError(
+                    f"{bound.where}: label {_show_label(bound.text)} does not fit {key!r}, stored as {kind} ({low}..{high}); "
+                    f"fix the label, {store}or set labels.kind=name to number the classes 0..n-1"
+                )
+
     def typed(self, values: Mapping[str, object]) -> dict[str, tuple[str, list]]:
         out = {}
         for key, (field, kind) in self.features.items():
             value = values[field]
             if value is None:
                 continue
-            if kind in ("float", "double"):
-                value = float(value)
+            if kind in EXACT_INTEGERS:
+                # The last guard: the reader's check_labels runs first, but no path may wrap or round silently.
+                low, high = EXACT_INTEGERS[kind]
+                if not low <= value <= high:
+                    name = values.get("filename") or b""
+                    raise WriteError(
+                        f"{name.decode('utf-8', 'replace')}: {field} {_show_int(value)} does not fit {key!r}, stored as {kind} "
+                        f"({low}..{high}); not written"
+                    )
+                if kind in ("float", "double"):
+                    value = float(value)
             out[key] = (kind, [value])
         return out
 
@@ -267,18 +306,77 @@ def _join_small_ends(head: bytes, chunks: list, tail: bytes) -> list:
     return parts
 
 
+def _show_label(text: str) -> str:
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+
+
+def _show_int(value: int) -> str:
+    # str() of an integer over 4,300 digits raises; such a value is shown by its size.
+    bits = abs(value).bit_length()
+    return str(value) if bits < 1000 else f"(an integer of about {int(bits * 0.30103) + 1} digits)"
+
+
+# Values of each field's type to try a pattern with: a pattern is checked by formatting it, because its
+# format specs only fail (or succeed) when applied to a value: "{index:s}" is a ValueError at write time.
+_SAMPLES = (
+    {"dataset": "dataset", "split": "train", "index": 0, "number": 1, "count": 2},
+    {"dataset": "dataset", "split": "train", "index": 1, "number": 2, "count": 2},
+    {"dataset": "dataset", "split": "validation", "index": 99999, "number": 100000, "count": 100000},
+)
+_MAX_NAME_BYTES = 255  # the longest file or folder name common file systems (ext4, APFS, NTFS) accept
+
+
 def _check_pattern(pattern: str) -> str:
+    """The shard-name template, checked whole before anything is written: ConfigError naming writer.pattern."""
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"writer.pattern={pattern!r}: {why}")
+
+    if not isinstance(pattern, str) or not pattern:
+        raise refuse("give a shard name template, e.g. \"{dataset}-{split}-{index:05d}\"")
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+        parsed = list(string.Formatter().parse(pattern))
     except ValueError as err:
-        raise ConfigError(f"writer.pattern={pattern!r}: {err}") from None
-    unknown = {n.split(".")[0].split("[")[0] for n in names} - _PATTERN_FIELDS
+        raise refuse(f"{err} (write a literal brace as {{{{ or }}}})") from None
+    used = [(name, spec, conversion) for _, name, spec, conversion in parsed if name is not None]
+    unknown = sorted({name for name, _, _ in used if re.split(r"[.\[]", name)[0] not in _PATTERN_FIELDS})
     if unknown:
-        raise ConfigError(f"writer.pattern={pattern!r}: unknown field(s) {sorted(unknown)}; use {sorted(_PATTERN_FIELDS)}")
-    if not names & {"index", "number"}:
-        raise ConfigError(f"writer.pattern={pattern!r}: needs {{index}} or {{number}} so that shards get distinct names")
-    if pattern.startswith("/") or ".." in pattern.split("/"):
-        raise ConfigError(f"writer.pattern={pattern!r}: must stay inside the output directory")
+        raise refuse(f"unknown field(s) {unknown}; use {sorted(_PATTERN_FIELDS)}")
+    for name, spec, conversion in used:
+        field = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if name not in _PATTERN_FIELDS:
+            raise refuse(f"{field}: only plain field names are accepted (no attribute or index access); use {sorted(_PATTERN_FIELDS)}")
+        if conversion:
+            raise refuse(f"{field}: conversions (!r, !s, !a) are not accepted; use {{{name}}} or a format spec such as {{index:05d}}")
+        if "{" in spec or "}" in spec:
+            raise refuse(f"{field}: fields inside a format spec are not accepted; write the width as a number, e.g. {{index:05d}}")
+        if any(int(number) > _MAX_NAME_BYTES for number in re.findall(r"\d+", spec)):
+            raise refuse(f"{field}: a width or precision over {_MAX_NAME_BYTES}, longer than a file name can be")
+        for sample in _SAMPLES:
+            try:
+                format(sample[name], spec)
+            except (ValueError, OverflowError) as err:  # "{index:c}" past U+10FFFF overflows
+                what = "text" if isinstance(sample[name], str) else "an integer"
+                raise refuse(f"{field} cannot format {name} ({what}): {err}; e.g. {{index:05d}} or {{split}}") from None
+    if not {name for name, _, _ in used} & {"index", "number"}:
+        raise refuse("needs {index} or {number} so that shards get distinct names")
+    paths = [pattern.format(**sample) for sample in _SAMPLES]
+    if paths[0] == paths[1]:
+        raise refuse(f"gives shards 0 and 1 the same name {paths[0]!r}: format {{index}} or {{number}} so that names differ")
+    if "\\" in pattern:
+        raise refuse("backslashes are not accepted: separate folders with /")
+    for path in paths:
+        bad = next((c for c in path if unicodedata.category(c) in ("Cc", "Cs")), None)
+        if bad is not None:
+            raise refuse(f"gives {path!r}, with a control character {bad!r}: names must be printable")
+        parts = path.split("/")
+        if path.startswith("/") or ".." in parts:
+            raise refuse("must stay inside the output directory (no leading / and no .. folder)")
+        if any(part in ("", ".") for part in parts):
+            raise refuse(f"gives {path!r}, with an empty or '.' folder name: write each folder once, e.g. {{split}}/part-{{index}}")
+        longest = max(parts, key=lambda part: len(part.encode("utf-8")))
+        if len(longest.encode("utf-8")) > _MAX_NAME_BYTES:
+            raise refuse(f"gives a name of {len(longest.encode('utf-8'))} bytes ({longest[:30]!r}...), over the {_MAX_NAME_BYTES} file systems accept")
     return pattern
 
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import numpy as np
 import pytest
 
 from conftest import run_prep
+from prep.errors import EncodeError, InputError
 from prep.formats import ofrecord
+from prep.labels import EmbeddedLabels
 from prep.load import records
+from prep.reader import read_items
 from prep.sources import PixelCsvSource
-from prep.errors import EncodeError
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +139,97 @@ def test_inspect_prints_records_and_saves_a_contact_sheet(tmp_path, oneflow_fold
     assert sheet[:96, :96].std() > 10  # an image was drawn, not a blank cell
     one_part = run_prep(str(out / "train" / "part-1"), "-n", "1", module="prep.inspect")
     assert "record 0:" in one_part.stdout and f"labels: {labels[5]}" in one_part.stdout
+
+
+def test_a_label_int32_cannot_hold_stops_the_run_with_one_line(tmp_path, oneflow_folder):
+    # OFRecord labels are int32 in this preset: 2**32 + 1 used to be stored as 1 and verified as ok.
+    root, label_file, _, _ = oneflow_folder
+    lines = label_file.read_text().splitlines()
+    name = next(iter(json.loads(lines[5])))
+    lines[5] = json.dumps({name: 2**32 + 1})
+    label_file.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    # workers=1: when a shard task fails, the process pool's workers are stopped with SIGTERM and, having
+    # inherited __main__'s SIGTERM handler, each prints a KeyboardInterrupt traceback (an executor issue of
+    # its own). Once pipeline.py calls writer.check_labels, this run stops before any worker starts.
+    proc = run_prep("dataset=mnist_ofrecord", f"source.image_dir={root}", f"labels.path={label_file}", "executor.workers=1",
+                    f"hydra.run.dir={out}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "label 4294967297 does not fit 'labels', stored as int32 (-2147483648..2147483647)" in errors[0]
+    assert not (out / "summary.json").exists()
+    # Record 5 is in part-1: never written. (Until pipeline.py calls writer.check_labels, the encoder's guard
+    # stops the run and other finished parts stay for resume=true; none holds a wrapped label.)
+    assert not (out / "train" / "part-1").exists()
+    for part in (out / "train").glob("part-*") if (out / "train").exists() else []:
+        with open(part, "rb") as f:
+            assert all(0 <= ofrecord.decode_record(p)["labels"][1][0] <= 9 for _, p in ofrecord.read_records(f))
+
+
+def test_a_header_line_in_a_label_file_is_one_line_from_the_cli(tmp_path, oneflow_folder):
+    root, label_file, _, _ = oneflow_folder
+    space = tmp_path / "val.txt"
+    space.write_text("filename label\n" + "".join(f"{next(iter(json.loads(l)))} {i % 3}\n" for i, l in enumerate(label_file.read_text().splitlines())))
+    proc = run_prep("dataset=images", f"source.image_dir={root}", f"labels.path={space}", f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"error: {space}:1: label 'label' is not an integer, but 23 other labels are (labels.kind=auto); it looks like a header line: remove that line" in proc.stderr
+
+
+def write_bytes(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def test_pixel_csv_byte_order_marks_are_not_part_of_labels_or_pixels(tmp_path):
+    # Two exports joined with `cat`: each starts with a BOM.
+    path = write_bytes(tmp_path / "joined.csv", b"\xef\xbb\xbf7,0,255\n1,3,4\n\xef\xbb\xbf2,9,8\n")
+    source = PixelCsvSource(str(path), shape=[1, 2])
+    listing = read_items(source, EmbeddedLabels())
+    assert [item.label for item in listing.items] == [7, 1, 2] and listing.class_names is None
+    assert [source.read(item.ref).tolist() for item in listing.items] == [[[0, 255]], [[3, 4]], [[9, 8]]]
+    last_column = PixelCsvSource(str(write_bytes(tmp_path / "last.csv", b"\xef\xbb\xbf0,255,7\n")), shape=[1, 2], label_column=2)
+    entry = last_column.labelled_entries()[0]
+    assert entry.label == "7" and last_column.read(entry.ref).tolist() == [[0, 255]]
+
+
+def test_pixel_csv_header_without_header_true_is_named(tmp_path):
+    path = write_bytes(tmp_path / "mnist.csv", b"\xef\xbb\xbflabel,pixel0,pixel1\n1,0,0\n")
+    with pytest.raises(InputError) as err:
+        read_items(PixelCsvSource(str(path), shape=[1, 2]), EmbeddedLabels())
+    assert str(err.value) == f"{path}:1: the first row is not pixel values ('pixel0' is not a number): if it is a header line, set source.header=true"
+    listing = read_items(PixelCsvSource(str(path), shape=[1, 2], header=True), EmbeddedLabels())
+    assert [item.label for item in listing.items] == [1]
+    # Numbers as column names pass the pixel check; the label column gives the header away.
+    numbered = write_bytes(tmp_path / "numbered.csv", b"label,0,1\n1,0,0\n2,0,0\n")
+    with pytest.raises(InputError) as err:
+        read_items(PixelCsvSource(str(numbered), shape=[1, 2]), EmbeddedLabels())
+    assert str(err.value) == (
+        f"{numbered}:1: label 'label' is not an integer, but 2 other labels are (labels.kind=auto); "
+        "it looks like a header line: set source.header=true, or set labels.kind=name to read every label as a class name"
+    )
+
+
+def test_pixel_csv_kinds(tmp_path):
+    path = write_bytes(tmp_path / "names.csv", b"cat,0,0\n10,0,0\n2,0,0\n")
+    with pytest.raises(InputError, match=rf"^{path}:1: label 'cat' is not an integer \(labels.kind=int"):
+        read_items(PixelCsvSource(str(path), shape=[1, 2]), EmbeddedLabels(kind="int"))
+    listing = read_items(PixelCsvSource(str(path), shape=[1, 2]), EmbeddedLabels(kind="name"))
+    assert listing.class_names == ["10", "2", "cat"] and [item.label for item in listing.items] == [2, 0, 1]
+
+
+def test_pixel_csv_that_is_not_a_csv_file(tmp_path):
+    with pytest.raises(InputError, match=f"^source.path={tmp_path}: is a folder, expected the pixel CSV file$"):
+        PixelCsvSource(str(tmp_path)).labelled_entries()
+    fifo = tmp_path / "rows.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"not a regular file \(a FIFO, socket or device\)"):
+        PixelCsvSource(str(fifo)).labelled_entries()
+    one_line = write_bytes(tmp_path / "no_breaks.csv", b"1," + b"0," * (1 << 20))
+    with pytest.raises(InputError, match=rf"^{one_line}:1: a line longer than 1048576 bytes"):
+        PixelCsvSource(str(one_line), shape=[1, 2]).labelled_entries()
+    utf16 = write_bytes(tmp_path / "utf16.csv", "1,0,0\n".encode("utf-16"))
+    with pytest.raises(InputError, match=f"^{utf16}: looks like UTF-16 text; save it as UTF-8$"):
+        PixelCsvSource(str(utf16), shape=[1, 2]).labelled_entries()
+    latin1 = write_bytes(tmp_path / "latin1.csv", b"caf\xe9,0,0\n")
+    with pytest.raises(InputError, match=rf"^{latin1}:1: the label b'caf\\xe9' is not UTF-8 text$"):
+        PixelCsvSource(str(latin1), shape=[1, 2]).labelled_entries()
