@@ -16,10 +16,10 @@ class FlakySource(ImageDirSource):
         self.counter_dir = counter_dir
         self.failures = failures
 
-    def read(self, ref: str) -> bytes:
+    def read_stamped(self, ref: str):
         if ref == self.fail_name:
             attempts = len(os.listdir(self.counter_dir))
             if attempts < self.failures:
                 open(os.path.join(self.counter_dir, f"attempt-{attempts}"), "w").close()
                 raise OSError(f"simulated storage outage reading {ref} (attempt {attempts + 1})")
-        return super().read(ref)
+        return super().read_stamped(ref)
