@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prep.errors import ConfigError, EncodeError
-from prep.headers import HEADER_FORMATS, is_complete, read_header, sniff_format
+from prep.headers import HEADER_FORMATS, check_complete, read_header, sniff_format
 from prep.stages import Encoded
 
 # OpenCV's file extension for each output format, and the formats each encoder accepts.
@@ -192,9 +192,7 @@ class PassthroughEncoder:
             height, width, channels = _shape(decode(payload, None, self.max_pixels))
             return Encoded(payload, fmt, height, width, channels)
         info = read_header(payload)  # raises with the reason for empty or unknown files
-        if not is_complete(payload, info.format):
-            end = "EOI marker" if info.format == "jpeg" else "IEND chunk"
-            raise EncodeError(f"truncated {info.format}: the file does not end with its {end}")
+        check_complete(payload, info.format)  # bytes after the end of the image are fine, a cut file is not
         _guard(info.height, info.width, self.max_pixels)
         if self._convert is None or (info.format == self.convert_to and info.colorspace != "CMYK"):
             return Encoded(payload, info.format, info.height, info.width, info.channels, info.colorspace)

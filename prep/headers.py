@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
 from prep.errors import EncodeError
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+MAX_SIDE = 2**31 - 1  # sizes are C ints: a larger length or side is corrupt
 # SOFn markers carry the frame header; C4 (DHT), C8 (reserved) and CC (DAC) share the range but are not frames.
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}
+# A marker where the walk may be: FF then anything but a stuffed 00, a restart marker or another FF (fill).
+# Entropy-coded data can hold no other FF pair, so this finds a scan's end at C speed.
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_TRUNCATED = "truncated jpeg: the data ends before its EOI marker"
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 
 
@@ -60,16 +65,26 @@ def read_header(data: bytes) -> ImageInfo:
     return info
 
 
-def is_complete(data: bytes, fmt: str) -> bool:
-    """Whether the file ends as a complete one does: JPEG with its EOI marker, PNG with its IEND chunk.
+def check_complete(data: bytes, fmt: str) -> None:
+    """Raises EncodeError when a JPEG or PNG file is cut short; other formats are not checked.
 
-    Trailing zero bytes (padding some writers add) are tolerated; other formats are not checked.
+    Bytes after the end of the image (padding, an appended second JPEG, maker data) are fine: decoders stop there.
     """
-    tail = data[-4096:].rstrip(b"\x00")
-    if fmt == "jpeg":
-        return tail.endswith(b"\xff\xd9")
-    if fmt == "png":
-        return tail.endswith(_PNG_IEND)
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    try:
+        reason = _INCOMPLETE[fmt](data) if fmt in _INCOMPLETE else None
+    except (struct.error, IndexError, OverflowError):
+        reason = f"truncated {fmt}: the file ends inside a header"
+    if reason:
+        raise EncodeError(reason)
+
+
+def is_complete(data: bytes, fmt: str) -> bool:
+    try:
+        check_complete(data, fmt)
+    except EncodeError:
+        return False
     return True
 
 
@@ -100,6 +115,59 @@ def _jpeg(data: bytes) -> ImageInfo:
     raise EncodeError("truncated JPEG header")
 
 
+def _jpeg_missing_eoi(data: bytes) -> str | None:
+    """Walks markers to the EOI that ends the image: segments by their length (so an EXIF thumbnail's EOI inside
+    APP1 is skipped), entropy-coded data by a regex search, through every scan of a progressive file."""
+    end = len(data)
+    pos = 2
+    frame = components = 0
+    first_scan = True
+    while True:
+        found = _JPEG_MARKER.search(data, pos)
+        if found is None:
+            return _JPEG_TRUNCATED
+        marker = data[found.end() - 1]
+        pos = found.end()
+        if marker == 0xD9:
+            return None
+        if marker == 0x01:  # TEM: no length
+            continue
+        if pos + 2 > end:
+            return _JPEG_TRUNCATED
+        length = data[pos] << 8 | data[pos + 1]
+        if length < 2:
+            return f"corrupt jpeg: marker ff{marker:02x} at byte {pos - 2} has length {length}"
+        if marker in _JPEG_SOF and pos + 8 <= end:
+            frame, components = marker, data[pos + 7]
+        if marker == 0xDA and first_scan:
+            first_scan = False
+            # Fast path: a sequential frame whose first scan holds every component has no other scan, and its
+            # entropy data cannot contain FF D9; so a file ending (before zero padding) with FF D9 after this
+            # scan header has its EOI there.
+            if frame in (0xC0, 0xC1) and pos + 2 < end and data[pos + 2] == components:
+                tail = data[-4096:]
+                stop = end - (len(tail) - len(tail.rstrip(b"\x00")))
+                if stop - 2 >= pos + length and data[stop - 2 : stop] == b"\xff\xd9":
+                    return None
+        pos += length
+        if pos > end:
+            return _JPEG_TRUNCATED
+
+
+def _png_chunks(data: bytes):
+    """(type, data start, data end) of each chunk in order; stops at IEND or where the file ends."""
+    pos = 8
+    end = len(data)
+    while pos + 8 <= end:
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if length > MAX_SIDE:  # the PNG spec's limit; a larger one is corrupt
+            return
+        yield kind, pos + 8, pos + 8 + length
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+
+
 def _png(data: bytes) -> ImageInfo:
     if data[12:16] != b"IHDR":
         raise EncodeError("corrupt PNG: first chunk is not IHDR")
@@ -108,6 +176,13 @@ def _png(data: bytes) -> ImageInfo:
         raise EncodeError(f"corrupt PNG: colour type {color_type}")
     channels = _PNG_CHANNELS[color_type]
     return ImageInfo("png", height, width, channels, "GRAY" if channels <= 2 else "RGB")
+
+
+def _png_missing_iend(data: bytes) -> str | None:
+    for kind, _start, stop in _png_chunks(data):
+        if kind == b"IEND" and stop + 4 <= len(data):  # with its CRC
+            return None
+    return "truncated png: the chunks end before the IEND chunk"
 
 
 def _gif(data: bytes) -> ImageInfo:
@@ -139,3 +214,4 @@ def _webp(data: bytes) -> ImageInfo:
 
 _READERS = {"jpeg": _jpeg, "png": _png, "gif": _gif, "bmp": _bmp, "webp": _webp}
 HEADER_FORMATS = frozenset(_READERS)  # formats whose shape is read without decoding
+_INCOMPLETE = {"jpeg": _jpeg_missing_eoi, "png": _png_missing_iend}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -9,8 +12,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import cmyk_jpeg_bytes, crop, jpeg_bytes, png_bytes
+from image_samples import encoded_samples, jpeg_with_thumbnail, small_rgb
 from prep.errors import EncodeError
-from prep.headers import is_complete, read_header, sniff_format
+from prep.headers import check_complete, is_complete, read_header, sniff_format
+
+
+def _decoded_shape(data: bytes) -> tuple[int, int, int] | None:
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return None if pixels is None else (pixels.shape[0], pixels.shape[1], 1 if pixels.ndim == 2 else pixels.shape[2])
+
+
+@pytest.fixture(scope="module")
+def samples(photos) -> dict[str, bytes]:
+    return encoded_samples(small_rgb(photos))
+
+
 
 
 @pytest.mark.parametrize(
@@ -52,6 +68,114 @@ def test_truncated_files_are_not_complete(photos):
     assert is_complete(jpeg + b"\x00\x00", "jpeg")  # zero padding after EOI is tolerated
     # The header is at the start, so a truncated file still has a readable header.
     assert read_header(jpeg[: len(jpeg) // 2]).format == "jpeg"
+    with pytest.raises(EncodeError, match="^truncated jpeg: the data ends before its EOI marker$"):
+        check_complete(jpeg[:-1], "jpeg")
+    with pytest.raises(EncodeError, match="^truncated png: the chunks end before the IEND chunk$"):
+        check_complete(png[:-1], "png")
+
+
+# ---- completeness: trailing bytes are fine, any cut is not ---------------------------------------------------
+
+
+def _jpeg_variants(photos) -> dict[str, bytes]:
+    rgb = crop(photos, 5, size=64)
+    main = jpeg_bytes(rgb)
+    with_thumbnail, _ = jpeg_with_thumbnail(main, jpeg_bytes(crop(photos, 6, size=16)))
+    restarts = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 2])[1].tobytes()
+    return {
+        "baseline": main, "progressive": jpeg_bytes(rgb, progressive=True), "gray": jpeg_bytes(rgb[..., 0].copy()),
+        "cmyk": cmyk_jpeg_bytes(rgb), "thumbnail": with_thumbnail, "restart-markers": restarts,
+    }  # fmt: skip
+
+
+TRAILERS = {
+    "zero padding": b"\x00" * 4096,
+    "0xff padding": b"\xff" * 300,
+    "maker data": b"\x00\x00" + bytes(range(256)) * 4 + b"\xff\xd9",  # ends with FF D9 itself
+    "junk": bytes(np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8)),
+}
+
+
+def _with_trailers(photos) -> dict[str, bytes]:
+    variants = _jpeg_variants(photos)
+    trailers = dict(TRAILERS, **{"second jpeg (MPF)": variants["gray"]})
+    return {f"{name} + {tail}": data + extra for name, data in variants.items() for tail, extra in trailers.items()}
+
+
+def test_jpegs_with_bytes_after_their_eoi_are_complete(photos):
+    cases = _with_trailers(photos)
+    assert len(cases) == 30
+    assert {name: is_complete(data, "jpeg") for name, data in cases.items()} == dict.fromkeys(cases, True)
+
+
+def test_every_cut_of_a_jpeg_is_incomplete_even_right_after_an_embedded_thumbnail(photos):
+    for name, data in _jpeg_variants(photos).items():
+        assert is_complete(data, "jpeg"), name
+        assert [k for k in range(len(data)) if is_complete(data[:k], "jpeg")] == [], name
+    main = jpeg_bytes(crop(photos, 5, size=64))
+    data, thumbnail_end = jpeg_with_thumbnail(main, jpeg_bytes(crop(photos, 6, size=16)))
+    assert data[:thumbnail_end].endswith(b"\xff\xd9")  # what the old "ends with EOI" check took for complete
+    assert not is_complete(data[:thumbnail_end], "jpeg")
+
+
+def test_cuts_before_a_trailer_are_incomplete(photos):
+    for name, data in _jpeg_variants(photos).items():
+        tail = data + TRAILERS["maker data"]
+        assert [k for k in range(0, len(data), 7) if is_complete(tail[:k], "jpeg")] == [], name
+
+
+@settings(max_examples=60, deadline=None)
+@given(index=st.integers(0, 40), quality=st.integers(30, 100), progressive=st.booleans(), trailer=st.binary(max_size=200), cut=st.floats(0, 1, exclude_max=True))
+def test_a_jpeg_is_complete_with_any_trailer_and_incomplete_when_cut(index, quality, progressive, trailer, cut):
+    from sklearn.datasets import load_sample_images
+
+    photos = _photos(load_sample_images)
+    data = jpeg_bytes(crop(photos, index), quality=quality, progressive=progressive)
+    assert is_complete(data + trailer, "jpeg")
+    assert not is_complete(data[: int(cut * len(data))], "jpeg")
+
+
+def _photos(loader, cache={}):
+    if "photos" not in cache:
+        cache["photos"] = [np.ascontiguousarray(image) for image in loader().images]
+    return cache["photos"]
+
+
+def test_a_png_cut_right_after_an_iend_lookalike_is_incomplete(photos):
+    """A private chunk can hold the 12 bytes of an IEND chunk; only the chunk walk tells them apart."""
+    png = png_bytes(crop(photos, 8, size=32))
+    body = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+    chunk = struct.pack(">I", len(body)) + b"prVt" + body + struct.pack(">I", zlib.crc32(b"prVt" + body))
+    data = png[:33] + chunk + png[33:]  # after IHDR
+    assert is_complete(data, "png") and _decoded_shape(data) == (32, 32, 3)
+    cut = data[: 33 + 8 + len(body)]
+    assert cut.endswith(body) and not is_complete(cut, "png")
+
+
+@pytest.mark.slow
+def test_trailing_bytes_decode_to_the_same_pixels_in_tensorflow_and_opencv(photos, samples, tf):
+    def decoders(data: bytes) -> dict[str, np.ndarray]:
+        found = {"opencv": cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), "tf.image": tf.io.decode_image(data, expand_animations=False).numpy()}
+        fmt = sniff_format(data)
+        if fmt == "jpeg":
+            found["tf.jpeg"] = tf.io.decode_jpeg(data).numpy()
+        if fmt == "png":
+            found["tf.png"] = tf.io.decode_png(data).numpy()
+        return found
+
+    cases = {name: (data, data) for name, data in _jpeg_variants(photos).items()}
+    cases.update({f"{name} + {tail}": (data, data + extra) for name, data in _jpeg_variants(photos).items() for tail, extra in TRAILERS.items()})
+    cases.update({f"png + {tail}": (samples["png"], samples["png"] + extra) for tail, extra in TRAILERS.items()})
+    for name, (clean, tailed) in cases.items():
+        assert is_complete(tailed, sniff_format(tailed)), name
+        expected, got = decoders(clean), decoders(tailed)
+        assert expected.keys() == got.keys() and len(got) >= 3, name
+        for decoder, pixels in expected.items():
+            assert np.array_equal(pixels, got[decoder]), (name, decoder)
+    # And what is cut short is refused by TensorFlow too: pass-through must not keep it.
+    baseline = _jpeg_variants(photos)["baseline"]
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.decode_jpeg(baseline[: len(baseline) // 2])
 
 
 @pytest.mark.parametrize(
