@@ -56,7 +56,7 @@ def decode(payload, channels: int | None, max_pixels: int):
         # first, so a few crafted bytes would otherwise cost gigabytes. No header reader, no decoding.
         info = read_header(data)
         _guard(info.height, info.width, max_pixels)
-        check_complete(data, info.format)  # libjpeg would fill a cut JPEG with gray and call it decoded
+        check_complete(data, info.format)  # a cut file is skipped as "truncated", not as "cannot decode"
         flag = {None: cv2.IMREAD_ANYCOLOR, 1: cv2.IMREAD_GRAYSCALE, 3: cv2.IMREAD_COLOR}[channels]
         with _opencv(f"decode this {info.format} ({info.width}x{info.height})"):
             pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)

@@ -474,6 +474,10 @@ def _j2k(data: bytes) -> ImageInfo:
 # ---- AVIF (ISO BMFF) -----------------------------------------------------------------------------------------
 
 
+# The item properties libavif reads; an item with another one marked essential is skipped.
+_AVIF_PROPERTIES = {b"ispe", b"auxC", b"colr", b"av1C", b"pasp", b"clap", b"irot", b"imir", b"pixi", b"a1op", b"lsel", b"a1lx", b"clli"}
+
+
 def _is_avif(data: bytes) -> bool:
     """libavif's check: the first box is ftyp and lists "avif" or "avis" as major or compatible brand."""
     (size,) = struct.unpack_from(">I", data, 0)
@@ -504,15 +508,19 @@ def _avif(data: bytes) -> ImageInfo:
     properties = list(_boxes(data, *iprp[b"ipco"]))
     associations = _ipma(data, *iprp[b"ipma"])
 
-    def props(item: int) -> dict[bytes, int]:
+    def props(item: int) -> dict[bytes, int] | None:
+        """Where each property of the item starts; None when libavif skips the item for an essential property
+        it does not know."""
         found = {}
-        for index in associations.get(item, ()):
+        for index, essential in associations.get(item, ()):
             if 0 < index <= len(properties):
                 kind, start, _stop = properties[index - 1]
+                if essential and kind not in _AVIF_PROPERTIES:
+                    return None
                 found.setdefault(kind, start)
         return found
 
-    own = props(primary)
+    own = props(primary) or {}
     if b"ispe" not in own:
         raise EncodeError("corrupt avif: the primary image has no ispe size")
     width, height = struct.unpack_from(">II", data, own[b"ispe"] + 4)
@@ -521,7 +529,8 @@ def _avif(data: bytes) -> ImageInfo:
     return ImageInfo("avif", height, width, channels, _space(channels))
 
 
-def _ipma(data: bytes, start: int, stop: int) -> dict[int, list[int]]:
+def _ipma(data: bytes, start: int, stop: int) -> dict[int, list[tuple[int, bool]]]:
+    """item -> [(1-based property index, essential)]"""
     version, flags = data[start], data[start + 3]
     (count,) = struct.unpack_from(">I", data, start + 4)
     pos = start + 8
@@ -532,9 +541,10 @@ def _ipma(data: bytes, start: int, stop: int) -> dict[int, list[int]]:
         number = data[pos]
         pos += 1
         wide = flags & 1
-        indices = [struct.unpack_from(">H" if wide else ">B", data, pos + i * (1 + wide))[0] & (0x7FFF if wide else 0x7F) for i in range(number)]
+        values = struct.unpack_from((">%dH" if wide else ">%dB") % number, data, pos)
+        top = 0x8000 if wide else 0x80  # the essential bit; the rest is the index
+        found.setdefault(item, [(value & (top - 1), bool(value & top)) for value in values])
         pos += number * (1 + wide)
-        found.setdefault(item, indices)
     return found
 
 
@@ -590,7 +600,7 @@ def _avif_has_alpha(data: bytes, meta: dict, primary: int, props) -> bool:
             continue
         source, count = struct.unpack_from(">IH" if wide else ">HH", data, pos)
         targets = struct.unpack_from((">%dI" if wide else ">%dH") % count, data, pos + (6 if wide else 4))
-        aux = props(source).get(b"auxC")
+        aux = (props(source) or {}).get(b"auxC")
         if primary in targets and source in located and aux is not None:
             urn = data[aux + 4 : aux + 64].split(b"\x00")[0]
             if urn in (b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha", b"urn:mpeg:hevc:2015:auxid:1"):
