@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 
@@ -141,18 +142,17 @@ def test_cuts_before_a_trailer_are_incomplete(photos):
 @settings(max_examples=60, deadline=None)
 @given(index=st.integers(0, 40), quality=st.integers(30, 100), progressive=st.booleans(), trailer=st.binary(max_size=200), cut=st.floats(0, 1, exclude_max=True))
 def test_a_jpeg_is_complete_with_any_trailer_and_incomplete_when_cut(index, quality, progressive, trailer, cut):
-    from sklearn.datasets import load_sample_images
-
-    photos = _photos(load_sample_images)
-    data = jpeg_bytes(crop(photos, index), quality=quality, progressive=progressive)
+    data = jpeg_bytes(crop(_photos(), index), quality=quality, progressive=progressive)
     assert is_complete(data + trailer, "jpeg")
     assert not is_complete(data[: int(cut * len(data))], "jpeg")
 
 
-def _photos(loader, cache={}):
-    if "photos" not in cache:
-        cache["photos"] = [np.ascontiguousarray(image) for image in loader().images]
-    return cache["photos"]
+@functools.lru_cache(maxsize=1)
+def _photos() -> list[np.ndarray]:
+    """The photos fixture's pictures, for hypothesis tests (which take no function-scoped fixtures)."""
+    from sklearn.datasets import load_sample_images
+
+    return [np.ascontiguousarray(image) for image in load_sample_images().images]
 
 
 def test_png_gif_and_webp_cuts_are_incomplete_and_trailers_fine(samples):
