@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from prep.errors import ConfigError, EncodeError
-from prep.headers import HEADER_FORMATS, is_complete, read_header, sniff_format
+from prep.headers import check_complete, read_header
 from prep.stages import Encoded
 
 # OpenCV's file extension for each output format, and the formats each encoder accepts.
 _EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "tiff": ".tiff", "webp": ".webp", "bmp": ".bmp"}
+_STORES_GRAY = {"jpeg", "png", "tiff", "bmp"}  # OpenCV's WebP encoder turns gray into 3 channels
 DEFAULT_MAX_PIXELS = 20_000 * 20_000
 
 
@@ -15,6 +18,18 @@ def _cv2():
     import cv2
 
     return cv2
+
+
+@contextmanager
+def _opencv(doing: str):
+    """OpenCV's own errors (its size limits, a failed allocation, a decoder's assertion) as EncodeErrors."""
+    try:
+        yield
+    except _cv2().error as e:
+        detail = str(e).strip().splitlines()[-1] if str(e).strip() else "cv2.error"
+        raise EncodeError(f"OpenCV could not {doing}: {detail.partition(' error: ')[2] or detail}") from None
+    except MemoryError:
+        raise EncodeError(f"not enough memory to {doing}") from None
 
 
 def _check_max_pixels(max_pixels: int) -> None:
@@ -36,18 +51,24 @@ def decode(payload, channels: int | None, max_pixels: int):
     import numpy as np
 
     if isinstance(payload, (bytes, bytearray, memoryview)):
-        if sniff_format(bytes(payload[:16])) in HEADER_FORMATS:
-            info = read_header(bytes(payload))
-            _guard(info.height, info.width, max_pixels)
+        data = bytes(payload)
+        # The header's size is checked before any decoder sees the bytes: a decoder allocates the whole image
+        # first, so a few crafted bytes would otherwise cost gigabytes. No header reader, no decoding.
+        info = read_header(data)
+        _guard(info.height, info.width, max_pixels)
+        check_complete(data, info.format)  # a cut file is skipped as "truncated", not as "cannot decode"
         flag = {None: cv2.IMREAD_ANYCOLOR, 1: cv2.IMREAD_GRAYSCALE, 3: cv2.IMREAD_COLOR}[channels]
-        pixels = cv2.imdecode(np.frombuffer(payload, np.uint8), flag)
+        with _opencv(f"decode this {info.format} ({info.width}x{info.height})"):
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
         if pixels is None:
-            raise EncodeError("cannot decode the image data")
+            raise EncodeError(f"cannot decode the image data ({info.format})")
         _guard(pixels.shape[0], pixels.shape[1], max_pixels)
         return pixels
     pixels = np.ascontiguousarray(payload)
     if pixels.dtype != np.uint8:
         raise EncodeError(f"pixel array of {pixels.dtype}: expected uint8")
+    if pixels.size == 0:
+        raise EncodeError(f"pixel array of shape {pixels.shape}: no pixels")
     gray = pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 1)
     if gray:
         pixels = pixels.reshape(pixels.shape[0], pixels.shape[1])
@@ -58,7 +79,8 @@ def decode(payload, channels: int | None, max_pixels: int):
     code = cv2.COLOR_RGB2GRAY if channels == 1 else cv2.COLOR_RGB2BGR
     if pixels.shape[2] == 4:
         code = cv2.COLOR_RGBA2GRAY if channels == 1 else cv2.COLOR_RGBA2BGR
-    return cv2.cvtColor(pixels, code)
+    with _opencv(f"convert a pixel array of shape {pixels.shape}"):
+        return cv2.cvtColor(pixels, code)
 
 
 def resize_shorter_side(pixels, size: int | None):
@@ -71,7 +93,8 @@ def resize_shorter_side(pixels, size: int | None):
         return pixels
     scale = size / shorter
     new = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return _cv2().resize(pixels, new, interpolation=_cv2().INTER_AREA)
+    with _opencv(f"resize {width}x{height} to {new[0]}x{new[1]}"):
+        return _cv2().resize(pixels, new, interpolation=_cv2().INTER_AREA)
 
 
 def _shape(pixels) -> tuple[int, int, int]:
@@ -129,8 +152,12 @@ class ImageEncoder:
         return []
 
     def encode(self, payload) -> Encoded:
+        cv2 = _cv2()
         pixels = resize_shorter_side(decode(payload, self.channels, self.max_pixels), self.resize)
-        ok, buf = _cv2().imencode(_EXTENSIONS[self.format], pixels, self._params())
+        if pixels.ndim == 2 and self.format not in _STORES_GRAY:  # so the record says what the file holds
+            pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
+        with _opencv(f"encode {pixels.shape[1]}x{pixels.shape[0]} pixels as {self.format}"):
+            ok, buf = cv2.imencode(_EXTENSIONS[self.format], pixels, self._params())
         if not ok:
             raise EncodeError(f"OpenCV could not encode {pixels.shape} pixels as {self.format}")
         height, width, channels = _shape(pixels)
@@ -156,7 +183,8 @@ class RawEncoder:
         image = self._image
         pixels = resize_shorter_side(decode(payload, image.channels, image.max_pixels), image.resize)
         if pixels.ndim == 3:
-            pixels = _cv2().cvtColor(pixels, _cv2().COLOR_BGR2RGB)
+            with _opencv("convert BGR to RGB"):
+                pixels = _cv2().cvtColor(pixels, _cv2().COLOR_BGR2RGB)
         height, width, channels = _shape(pixels)
         return Encoded(pixels.tobytes(), "raw", height, width, channels, "GRAY" if channels == 1 else "RGB")
 
@@ -185,17 +213,10 @@ class PassthroughEncoder:
             )
 
     def encode(self, payload: bytes) -> Encoded:
-        fmt = sniff_format(payload)
-        if fmt is not None and fmt not in HEADER_FORMATS:  # e.g. TIFF: decode once for the shape
-            if self._convert is not None:
-                return self._convert.encode(payload)
-            height, width, channels = _shape(decode(payload, None, self.max_pixels))
-            return Encoded(payload, fmt, height, width, channels)
-        info = read_header(payload)  # raises with the reason for empty or unknown files
-        if not is_complete(payload, info.format):
-            end = "EOI marker" if info.format == "jpeg" else "IEND chunk"
-            raise EncodeError(f"truncated {info.format}: the file does not end with its {end}")
+        # Every format OpenCV decodes has a header reader, so nothing is decoded to learn a shape.
+        info = read_header(payload)  # raises with the reason for empty, unknown or unreadable files
         _guard(info.height, info.width, self.max_pixels)
+        check_complete(payload, info.format)
         if self._convert is None or (info.format == self.convert_to and info.colorspace != "CMYK"):
             return Encoded(payload, info.format, info.height, info.width, info.channels, info.colorspace)
         return self._convert.encode(payload)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import resource
+import time
+import tracemalloc
+
 import cv2
 import numpy as np
 import pytest
 
 from conftest import cmyk_jpeg_bytes, crop, jpeg_bytes, png_bytes
+from image_samples import declare_size, encoded_samples, jpeg_with_thumbnail, small_rgb, tiff_bytes
 from prep.encoders import ImageEncoder, PassthroughEncoder, RawEncoder
 from prep.errors import ConfigError, EncodeError
 from prep.sources import DigitsSource
@@ -22,7 +27,7 @@ def test_passthrough_keeps_the_bytes_and_reads_the_shape(photos):
 
 def test_passthrough_rejects_truncated_and_garbage(photos):
     data = jpeg_bytes(crop(photos, 3))
-    with pytest.raises(EncodeError, match="truncated jpeg"):
+    with pytest.raises(EncodeError, match="^truncated jpeg: the data ends before its EOI marker$"):
         PassthroughEncoder().encode(data[:-100])
     with pytest.raises(EncodeError, match="not a known image format"):
         PassthroughEncoder().encode(b"<html>not found</html>")
@@ -93,3 +98,104 @@ def test_raw_is_rgb_order():
 def test_bad_encoder_settings_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key):
         ImageEncoder(**kwargs)
+
+
+def test_passthrough_keeps_bytes_after_the_end_of_the_image(photos):
+    main = jpeg_bytes(crop(photos, 3))
+    camera, _ = jpeg_with_thumbnail(main, jpeg_bytes(crop(photos, 4, size=16)))
+    for data in (main + b"\x00" * 512, main + b"\xff" * 64, camera + jpeg_bytes(crop(photos, 5)), png_bytes(crop(photos, 3)) + b"trailing junk"):
+        encoded = PassthroughEncoder().encode(data)
+        assert encoded.data is data  # trailer included, byte for byte
+        assert (encoded.height, encoded.width) == crop(photos, 3).shape[:2]
+
+
+@pytest.fixture(scope="module")
+def samples(photos) -> dict[str, bytes]:
+    return encoded_samples(small_rgb(photos))
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Fails the test if anything reaches OpenCV's decoder."""
+    calls = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *args: calls.append(args) or pytest.fail("cv2.imdecode was called"))
+    return calls
+
+
+BOMB_NAMES = ["jpeg", "png", "gif", "bmp", "webp-alpha", "jp2", "j2k", "ppm", "pbm", "pam", "pfm", "ras", "hdr", "avif"]
+
+
+def _bombs(samples) -> dict[str, bytes]:
+    """A few bytes each, declaring 30000x30000 (2.7 GB of BGR pixels) in every format OpenCV decodes."""
+    bombs = {name: declare_size(name, samples[name], 30000, 30000) for name in BOMB_NAMES}
+    bombs["tiff"] = tiff_bytes(np.zeros((8, 8), np.uint8), declared=(30000, 30000))
+    bombs["bigtiff-big-endian"] = tiff_bytes(np.zeros((8, 8, 3), np.uint8), order=">", big=True, long_sizes=True, declared=(30000, 30000))
+    return bombs
+
+
+def test_size_bombs_are_skipped_before_any_decoding(samples, no_decoding):
+    bombs = _bombs(samples)
+    assert max(map(len, bombs.values())) < 32_000  # bytes that promise gigabytes
+    encoders = [PassthroughEncoder(), PassthroughEncoder(convert_to="jpeg"), ImageEncoder("png"), ImageEncoder("jpeg", resize=64), RawEncoder()]
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    tracemalloc.start()
+    started = time.perf_counter()
+    reasons = {}
+    for name, data in bombs.items():
+        for encoder in encoders:
+            with pytest.raises(EncodeError) as caught:
+                encoder.encode(data)
+            reasons[name, type(encoder).__name__] = str(caught.value)
+    elapsed = time.perf_counter() - started
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    peak_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before
+    assert set(reasons.values()) == {"30000x30000 is over max_pixels=400000000 (a decompression-bomb guard; raise it to convert)"}
+    assert no_decoding == []
+    assert elapsed < 1.0 and traced_peak < 1 << 20 and peak_growth < 100 * 1024
+
+
+def test_passthrough_reads_every_format_without_decoding(samples, no_decoding):
+    for name, data in samples.items():
+        encoded = PassthroughEncoder().encode(data)
+        assert encoded.data is data and (encoded.height, encoded.width) == ((53, 37) if name == "tiff-rotated" else (37, 53)), name
+    assert no_decoding == []
+
+
+def test_passthrough_channels_are_what_opencv_decodes(samples):
+    for name, data in samples.items():
+        encoded = PassthroughEncoder().encode(data)
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert encoded.channels == (1 if pixels.ndim == 2 else pixels.shape[2]), name
+
+
+def test_reencoding_names_a_truncated_file_as_truncated(photos):
+    data = jpeg_bytes(crop(photos, 3))
+    cut = data[: len(data) * 2 // 3]
+    assert cv2.imdecode(np.frombuffer(cut, np.uint8), cv2.IMREAD_COLOR) is None  # this OpenCV refuses it too
+    for encoder in (ImageEncoder("png"), RawEncoder(), PassthroughEncoder(convert_to="png")):
+        with pytest.raises(EncodeError, match="^truncated jpeg: the data ends before its EOI marker$"):
+            encoder.encode(cut)
+    with pytest.raises(EncodeError, match="^truncated png: the chunks end before the IEND chunk$"):
+        ImageEncoder("jpeg").encode(png_bytes(crop(photos, 3))[:-12])
+
+
+def test_opencv_limits_become_encode_errors(samples):
+    """2,000,000 x 1 is under max_pixels but over OpenCV's per-side limit: cv2.error inside, a skip outside."""
+    wide = declare_size("ppm", samples["ppm"], 2_000_000, 1)
+    with pytest.raises(cv2.error):
+        cv2.imdecode(np.frombuffer(wide, np.uint8), cv2.IMREAD_COLOR)
+    for encoder in (ImageEncoder("png"), RawEncoder()):
+        with pytest.raises(EncodeError, match=r"^OpenCV could not decode this pnm \(2000000x1\): .*CV_IO_MAX_IMAGE_WIDTH"):
+            encoder.encode(wide)
+    with pytest.raises(EncodeError, match=r"^OpenCV could not encode \(1, 20000, 3\) pixels as webp$"):
+        ImageEncoder("webp").encode(np.zeros((1, 20000, 3), np.uint8))  # WebP's own limit is 16383 per side
+    with pytest.raises(EncodeError, match=r"^pixel array of shape \(0, 5, 3\): no pixels$"):
+        ImageEncoder("png").encode(np.zeros((0, 5, 3), np.uint8))
+
+
+def test_webp_of_gray_says_the_three_channels_it_stores(photos):
+    encoded = ImageEncoder("webp").encode(crop(photos, 2)[..., 0].copy())
+    decoded = cv2.imdecode(np.frombuffer(encoded.data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert (encoded.channels, encoded.colorspace) == (3, "RGB") and decoded.shape == (*crop(photos, 2).shape[:2], 3)
+    assert ImageEncoder("png").encode(crop(photos, 2)[..., 0].copy()).channels == 1
