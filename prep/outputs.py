@@ -326,17 +326,14 @@ def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str)
 
 def settle_resume(output_dir: str, manifest: Manifest, entries: dict[str, dict], keep: set[str], plans: list[ShardPlan]) -> None:
     """Before a resumed run writes: delete every recorded shard it does not keep, whatever plan it came from,
-    and every half-written file of the old and new plans, so no shard of another plan stays under a final name."""
-    old = set(manifest.header().get("files") or []) if isinstance(manifest.header().get("files"), list) else set()
-    paths = {p for p in (old | set(entries)) if isinstance(p, str) and _inside(p)} | {plan.path for plan in plans}
-    for path in sorted(paths):
-        for side in ("", *_SIDE_FILES):
-            rel = path + side
-            if rel in keep or (side == ".idx" and path in keep):
-                continue
-            if side in ("", ".idx") and path not in entries and path not in old:
-                continue  # never recorded by a run: nothing of prep's can be there
-            storage.remove(storage.join(output_dir, rel))
+    and every half-written file of the old and new plans, so no shard of another plan stays under a final name.
+    (prepare() has already refused a folder holding anything prep did not record, so all of these are prep's.)"""
+    listed = manifest.header().get("files")
+    old = {p for p in listed if isinstance(p, str)} if isinstance(listed, list) else set()
+    for path in sorted(p for p in old | set(entries) | {plan.path for plan in plans} if _inside(p)):
+        sides = (".partial", ".idx.partial") if path in keep else ("", *_SIDE_FILES)
+        for side in sides:
+            storage.remove(storage.join(output_dir, path + side))
         if path in entries and path not in keep:
             manifest.forget(path)
 
