@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 import inspect
 import json
 import logging
@@ -39,15 +40,16 @@ def build(node: DictConfig, group: str):
 def check_keys(node: DictConfig, group: str) -> None:
     """Every key of a stage's config must be an argument of its class: `+encoder.qualty=50` (Hydra's own
     suggestion for a typo) would otherwise reach the constructor as a TypeError."""
-    from hydra.utils import get_class
-
     target = node.get("_target_")
     if not isinstance(target, str):
         raise ConfigError(f"{group}: no _target_; choose one of the {group} choices (python -m prep --help lists them)")
+    module, _, name = target.rpartition(".")
     try:
-        cls = get_class(target)
-    except Exception:  # noqa: BLE001 - Hydra raises several kinds for an import that fails
-        raise ConfigError(f"{group}._target_={target!r}: no such class") from None
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        cls = None
+    if not inspect.isclass(cls):
+        raise ConfigError(f"{group}._target_={target!r}: no such class")
     params = [p for p in inspect.signature(cls).parameters if p != "self"]
     for key in node:
         if isinstance(key, str) and not key.startswith("_") and key not in params:

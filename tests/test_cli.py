@@ -139,6 +139,24 @@ def test_user_mistakes_are_one_clear_line_without_traceback(tmp_path):
     assert proc.returncode != 0 and "shard_sise" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # Hydra's own advice for an unknown key is to add it with +: then prep names it.
+        (["+encoder.qualty=50"], "error: encoder.qualty: not a setting of encoder (ImageEncoder); did you mean encoder.quality?"),
+        (["+writer.colour=red"], "error: writer.colour: not a setting of writer (TFRecordWriter)"),
+        (["encoder._target_=os.system"], "error: encoder._target_='os.system': no such class"),
+        (["output_dir=/dev/null"], "error: output_dir=/dev/null: cannot write there"),
+        (["name=.."], "error: name='..': the dataset name must be a plain word"),
+    ],
+)
+def test_config_mistakes_are_one_line_and_leave_no_output(tmp_path, args, message):
+    proc = run_prep(*args, f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout and "internal error" not in proc.stderr
+    assert not list((tmp_path / "run").glob("*.tfrecord*"))
+
+
 def test_writing_imports_only_what_it_uses(tmp_path, imagenet_folder):
     """Start-up stays cheap: a pass-through run never imports TensorFlow, OpenCV, pandas, scikit-learn or Ray."""
     proc = run_prep(
