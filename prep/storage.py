@@ -6,10 +6,12 @@ On object stores an object appears only when it is complete (one upload), the co
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 
 from prep.errors import ConfigError
@@ -66,19 +68,43 @@ def isfile(path: str) -> bool:
     return os.path.isfile(local(path))
 
 
+MAX_READ_BYTES = 1 << 30  # prep's own records (summary, manifest, index files) are far smaller
+
+
 def open_read(path: str):
-    """A binary file object (seekable; remote ones read by ranges)."""
+    """A binary file object (seekable; remote ones read by ranges).
+
+    Locally only a regular file is opened, without blocking: a FIFO or device put where prep expects a file
+    (summary.json, a shard, a label file) is an error, never a hang or an endless read of /dev/zero.
+    """
     if is_url(path):
         fs, inner = _fs(path)
         return fs.open(inner, "rb")
-    return open(local(path), "rb")
+    fd = os.open(local(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", path)
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)", path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
-def read_bytes(path: str) -> bytes:
+def read_bytes(path: str, limit: int = MAX_READ_BYTES) -> bytes:
+    """A whole file, refused (OSError EFBIG) when it is larger than `limit`."""
     if is_url(path):
         fs, inner = _fs(path)
+        size = fs.size(inner)
+        if size is not None and size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", path)
         return fs.cat_file(inner)
-    with open(local(path), "rb") as f:
+    with open_read(path) as f:
+        if os.fstat(f.fileno()).st_size > limit:  # a regular file: its size is known before reading
+            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", path)
         return f.read()
 
 
@@ -143,9 +169,16 @@ def write_bytes(path: str, data: bytes) -> None:
         fs.pipe_file(inner, data)
         return
     path = local(path)
-    with open(path + ".partial", "wb") as f:
-        f.write(data)
-    os.replace(path + ".partial", path)
+    try:
+        with open(path + ".partial", "wb") as f:
+            f.write(data)
+        os.replace(path + ".partial", path)
+    except BaseException:
+        try:
+            os.remove(path + ".partial")  # a full disk must not leave summary.json.partial behind
+        except OSError:
+            pass
+        raise
 
 
 class AtomicFile:
