@@ -108,7 +108,8 @@ def imagenet_folder(tmp_path, photos) -> ImageFolder:
 
 def run_prep(*args: str, module: str | None = "prep", cwd: Path = REPO, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python -m prep ARGS` in a subprocess, as a user runs it (module=None: ARGS are the interpreter's)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # This checkout's prep, whatever the interpreter has installed (its editable install may be another checkout's).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, *(["-m", module] if module else []), *args]
     proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
