@@ -143,7 +143,12 @@ def cli() -> None:
     """The `prep` command and `python -m prep`: one path, so both take the same overrides and Hydra flags."""
     sys.argv = _with_forced(_absolute_config_paths(sys.argv))
     signal.signal(signal.SIGTERM, _interrupt)
-    main()
+    try:
+        main()
+    except BrokenPipeError:
+        # `prep --help | head`: the reader left; Python's advice is to point stdout at devnull, not to trace back.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 if __name__ == "__main__":
