@@ -20,7 +20,10 @@ from prep.errors import PrepError
 def measure(run_dir: str, *, parse: bool = False, decode: bool = False, repeat: int = 3) -> dict:
     """Median over `repeat` full passes (after one warm-up pass) of reading every shard of a run."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError as err:
+        raise PrepError(f"readbench reads with tf.data, and TensorFlow is not installed ({err}): pip install 'prep[tf]'") from None
 
     from prep.load import shard_paths, tf_dataset
 

@@ -55,6 +55,16 @@ def test_each_tool_command_starts_its_help_with_examples(command, capsys, monkey
     assert all(line.startswith(f"  {command} ") for line in lines[1:])
 
 
+def test_readbench_without_tensorflow_names_the_extra(tmp_path, monkeypatch, capsys):
+    from prep import readbench
+
+    (tmp_path / "summary.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as in an install without prep[tf]: import fails
+    assert readbench.main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: readbench reads with tf.data, and TensorFlow is not installed") and "pip install 'prep[tf]'" in err
+
+
 # ---- the wheel, installed into a fresh virtualenv ----
 
 BUILD_INPUTS = ("pyproject.toml", "README.md", "prep", "conf")
