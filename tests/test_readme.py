@@ -26,7 +26,7 @@ NOT_RUN = {
     "make ": "the Makefile's targets run this test (make test) or take minutes (make bench)",
     "pip install ": "tests/test_packaging.py installs prep into a fresh virtualenv and runs it there",
     "cd my-experiments": "every command runs in one folder that holds the README's files",
-    "executor=ray": "starts or needs a Ray cluster (tests/test_cluster.py runs the Ray executor)",
+    "executor.address=": "needs a running Ray cluster (the local-instance line runs; tests/test_cluster.py has more)",
     "s3://": "needs object storage (tests/test_cluster.py runs against a moto S3 server)",
 }
 # What the README writes for "your command", and a folder outside the test's reach.
