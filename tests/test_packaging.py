@@ -132,10 +132,12 @@ def run(installed: dict, cwd: Path, *command: str) -> subprocess.CompletedProces
 
 @pytest.mark.slow
 def test_the_wheel_holds_the_code_the_configs_and_the_commands(installed):
-    names = set(zipfile.ZipFile(installed["wheel"]).namelist())
+    wheel = zipfile.ZipFile(installed["wheel"])
+    names = set(wheel.namelist())
     assert {f"prep/{p.relative_to(REPO / 'prep')}" for p in (REPO / "prep").rglob("*.py")} <= names
     assert {f"prep/conf/{p.relative_to(REPO / 'conf')}" for p in (REPO / "conf").rglob("*.yaml")} <= names
-    entry_points = zipfile.ZipFile(installed["wheel"]).read("prep-0.1.0.dist-info/entry_points.txt").decode()
+    [entry_points] = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    entry_points = wheel.read(entry_points).decode()
     for command, target in console_scripts().items():
         assert f"{command} = {target}" in entry_points
         assert (installed["venv"] / "bin" / command).exists()
