@@ -55,6 +55,28 @@ def test_each_tool_command_starts_its_help_with_examples(command, capsys, monkey
     assert all(line.startswith(f"  {command} ") for line in lines[1:])
 
 
+def test_next_steps_are_commands_this_shell_can_run(tmp_path, monkeypatch):
+    """After a run prep names inspect and verify as the user can paste them: on PATH, beside the Python, or via -m."""
+    from prep.__main__ import next_steps
+
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("python", "prep-inspect", "prep-verify"):
+        (bin_dir / name).write_text("#!/bin/sh\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.chdir(tmp_path)
+    run_dir = str(tmp_path / "outputs" / "digits" / "run 1")
+    monkeypatch.setenv("PATH", str(bin_dir))  # an activated virtualenv, or pip install into the PATH
+    assert [line.split("  ")[0] for line in next_steps(run_dir)] == ["prep-inspect 'outputs/digits/run 1'", "prep-verify 'outputs/digits/run 1'"]
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))  # make run: .venv/bin is not on PATH
+    assert next_steps(run_dir)[1].startswith("venv/bin/prep-verify 'outputs/digits/run 1'  ")
+    for name in ("prep-inspect", "prep-verify"):  # prep on PYTHONPATH, no commands installed
+        (bin_dir / name).unlink()
+    assert next_steps(run_dir)[0].startswith("venv/bin/python -m prep.inspect 'outputs/digits/run 1'  ")
+    assert next_steps("s3://bucket/records")[1].startswith("venv/bin/python -m prep.verify s3://bucket/records  ")
+
+
 def test_readbench_without_tensorflow_names_the_extra(tmp_path, monkeypatch, capsys):
     from prep import readbench
 
