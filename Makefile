@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test test-fast bench clean
+.PHONY: help install install-dev run test test-fast bench dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ install: $(RUNTIME_STAMP) ## create .venv/ and install prep with its runtime dep
 install-dev: $(DEV_STAMP) ## add the test dependencies (pytest, TensorFlow, hypothesis)
 
 run: $(RUNTIME_STAMP) ## convert the embedded demo (scikit-learn digits) into TFRecord shards under outputs/digits/
-	$(PY) -m prep $(ARGS)
+	$(VENV)/bin/prep $(ARGS)
 
 test: $(DEV_STAMP) ## run the whole test suite, slow tests included
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -38,5 +38,10 @@ test-fast: $(DEV_STAMP) ## run the suite without the slow end-to-end tests
 bench: $(DEV_STAMP) ## measure speed and memory against the seed methods and the copy floor
 	$(PY) benchmarks/bench.py $(ARGS)
 
-clean: ## remove the virtualenv and generated outputs
-	rm -rf $(VENV) outputs/*/ multirun .pytest_cache
+dist: $(RUNTIME_STAMP) ## build dist/prep-<version>-py3-none-any.whl: `pip install dist/prep-*.whl` works anywhere
+	rm -rf build dist
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/*.whl
+
+clean: ## remove the virtualenv, generated outputs and built wheels
+	rm -rf $(VENV) outputs/*/ multirun .pytest_cache build dist *.egg-info

@@ -1,14 +1,16 @@
-"""`python -m prep [overrides]`: compose the config with Hydra and run the conversion."""
+"""`prep [overrides]` (or `python -m prep`): compose the config with Hydra and run the conversion."""
 
 import logging
 import os
+import shlex
+import shutil
 import signal
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from prep.config import register
+from prep.config import conf_dir, register
 
 log = logging.getLogger("prep")
 register()
@@ -18,7 +20,8 @@ register()
 FORCED = ("hydra.output_subdir=null", "hydra/job_logging=prep", "hydra.job.name=prep")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# An absolute config path: the same conf/ whether prep runs from a checkout or an installed wheel.
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -71,9 +74,46 @@ def main(cfg: DictConfig) -> None:
         log.exception("internal error: please report this with the log above")
         keep_log_of_failure()
         sys.exit(2)
+    else:
+        from hydra.types import RunMode
+
+        if hydra_cfg.mode == RunMode.RUN:  # a sweep ends with its own table instead
+            inspect, verify = next_steps(str(cfg.output_dir))
+            log.info("next: %s", inspect)
+            log.info("      %s", verify)
     finally:
         handler.close()
         logging.getLogger().removeHandler(handler)
+
+
+def next_steps(output_dir: str) -> list[str]:
+    """The two commands worth running on a finished run, as they can be pasted into this shell."""
+    where = output_dir if "://" in output_dir else _short(os.path.abspath(output_dir))
+    where = shlex.quote(where)
+    return [
+        f"{tool_command('inspect')} {where}   # the first records: labels, shapes, class names",
+        f"{tool_command('verify')} {where}    # re-read every shard, check it against summary.json",
+    ]
+
+
+def tool_command(tool: str) -> str:
+    """`prep-<tool>` when that command is on PATH; else its path beside this Python; else `python -m prep.<tool>`."""
+    name = f"prep-{tool}"
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    found = shutil.which(name)
+    if found and os.path.abspath(found) == os.path.abspath(beside):
+        return name
+    if os.path.isfile(beside):
+        return shlex.quote(_short(beside))
+    python = shutil.which("python")
+    python = "python" if python and os.path.abspath(python) == os.path.abspath(sys.executable) else _short(sys.executable)
+    return f"{shlex.quote(python)} -m prep.{tool}"
+
+
+def _short(path: str) -> str:
+    """A path relative to the working directory when it lies inside it (`.venv/bin/prep-verify`)."""
+    relative = os.path.relpath(path)
+    return path if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
 
 
 def _interrupt(signum, frame):
@@ -99,7 +139,17 @@ def _with_forced(argv: list[str]) -> list[str]:
     return argv + [o for o in FORCED if o.split("=", 1)[0] not in given]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `prep` command and `python -m prep`: one path, so both take the same overrides and Hydra flags."""
     sys.argv = _with_forced(_absolute_config_paths(sys.argv))
     signal.signal(signal.SIGTERM, _interrupt)
-    main()
+    try:
+        main()
+    except BrokenPipeError:
+        # `prep --help | head`: the reader left; Python's advice is to point stdout at devnull, not to trace back.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli()

@@ -42,7 +42,7 @@ def check_keys(node: DictConfig, group: str) -> None:
     suggestion for a typo) would otherwise reach the constructor as a TypeError."""
     target = node.get("_target_")
     if not isinstance(target, str):
-        raise ConfigError(f"{group}: no _target_; choose one of the {group} choices (python -m prep --help lists them)")
+        raise ConfigError(f"{group}: no _target_; choose one of the {group} choices (prep --help lists them)")
     module, _, name = target.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)

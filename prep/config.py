@@ -204,6 +204,19 @@ JOB_LOGGING = {
 }
 
 
+def conf_dir() -> str:
+    """prep's own config folder: prep/conf/ in an installed wheel (the build puts the repository's conf/
+    there), the repository's top-level conf/ in a checkout (editable install, or prep on PYTHONPATH)."""
+    import os
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    candidates = (os.path.join(package, "conf"), os.path.join(os.path.dirname(package), "conf"))
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, "config.yaml")):
+            return candidate
+    raise FileNotFoundError(f"prep's configs (config.yaml) are in neither {candidates[0]} nor {candidates[1]}: reinstall prep")
+
+
 def register() -> None:
     """Schemas live in their own `schema/<group>` groups, so `--help` lists only the real choices."""
     import os

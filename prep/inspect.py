@@ -1,4 +1,4 @@
-"""`python -m prep.inspect RUN_DIR|SHARD`: print the first records, and save a contact sheet with --grid.
+"""`prep-inspect RUN_DIR|SHARD` (or `python -m prep.inspect`): print the first records, and save a contact sheet with --grid.
 
 People check a converted dataset by looking at it: shapes, labels and class names of the first records,
 and `--grid out.png` draws the first N decoded images with their labels under them.
@@ -182,8 +182,23 @@ def _count(least: int):
     return parse
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prep.inspect", description=__doc__.split("\n\n")[0])
+EXAMPLES = """examples:
+  %(prog)s outputs/digits/2026-11-21_10-00-00_4242                      the first 3 records of a run
+  %(prog)s outputs/digits/2026-11-21_10-00-00_4242 --split train -n 10  the first 10 of one split
+  %(prog)s outputs/digits/2026-11-21_10-00-00_4242 --grid sheet.png     and a contact sheet of 32 images
+  %(prog)s outputs/mnist_ofrecord/2026-11-21_10-00-00_4242/train/part-0 one shard, any format"""
+
+
+def _about() -> str:
+    """The module docstring without its command line: what the tool does, for --help."""
+    about = __doc__.split(": ", 1)[1]
+    return about[0].upper() + about[1:]
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m prep.inspect") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=f"{EXAMPLES}\n\n{_about()}", formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("target", help="a run's output directory or one shard file")
     parser.add_argument("-n", "--records", type=_count(0), default=3, help="records to print (default 3)")
     parser.add_argument("--split", help="only this split of a run")
@@ -217,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     except (PrepError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def cli() -> None:
+    """The `prep-inspect` command."""
+    sys.exit(main(prog="prep-inspect"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m prep.readbench DIR`: read throughput of a run's shards with tf.data (records/s, MB/s).
+"""`prep-readbench DIR` (or `python -m prep.readbench`): read throughput of a run's shards with tf.data (records/s, MB/s).
 
 Pointed at a sweep directory, it measures every job and adds the read columns to sweep_summary.csv,
 so shard sizes can be compared by how fast they read, not only by how fast they were written.
@@ -20,7 +20,10 @@ from prep.errors import PrepError
 def measure(run_dir: str, *, parse: bool = False, decode: bool = False, repeat: int = 3) -> dict:
     """Median over `repeat` full passes (after one warm-up pass) of reading every shard of a run."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError as err:
+        raise PrepError(f"readbench reads with tf.data, and TensorFlow is not installed ({err}): pip install 'prep[tf]'") from None
 
     from prep.load import shard_paths, tf_dataset
 
@@ -63,8 +66,22 @@ def measure(run_dir: str, *, parse: bool = False, decode: bool = False, repeat: 
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prep.readbench", description=__doc__.split("\n\n")[0])
+EXAMPLES = """examples (TensorFlow needed: pip install 'prep[tf]'):
+  %(prog)s outputs/digits/2026-11-21_10-00-00_4242                 records/s and MB/s of one run
+  %(prog)s outputs/digits/2026-11-21_10-00-00_4242 --decode        ... parsing and decoding every image
+  %(prog)s outputs/digits/multirun/2026-11-21_01-02-03_4242        every job of a sweep, into sweep_summary.csv"""
+
+
+def _about() -> str:
+    """The module docstring without its command line: what the tool does, for --help."""
+    about = __doc__.split(": ", 1)[1]
+    return about[0].upper() + about[1:]
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m prep.readbench") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=f"{EXAMPLES}\n\n{_about()}", formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dir", help="a run's output directory, or a sweep directory")
     parser.add_argument("--parse", action="store_true", help="also parse every tf.train.Example")
     parser.add_argument("--decode", action="store_true", help="also parse and decode every image")
@@ -87,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     except PrepError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+def cli() -> None:
+    """The `prep-readbench` command."""
+    sys.exit(main(prog="prep-readbench"))
 
 
 if __name__ == "__main__":

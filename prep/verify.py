@@ -1,4 +1,4 @@
-"""`python -m prep.verify OUTPUT_DIR [--decode]`: check that summary.json says exactly what the shards hold.
+"""`prep-verify OUTPUT_DIR [--decode]` (or `python -m prep.verify`): check that summary.json says exactly what the shards hold.
 
 Re-reads every shard summary.json lists: framing and CRCs (TFRecord), record counts, sizes, sha256, that
 every record holds exactly the features summary.json lists with their types, that class texts match
@@ -338,8 +338,22 @@ def verify_run(output_dir: str, summary: dict | None = None, decode: bool = Fals
     return lines + unlisted_lines(output_dir, summary)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m prep.verify", description=__doc__.split("\n\n")[0])
+EXAMPLES = """examples:
+  %(prog)s outputs/digits/2026-11-21_10-00-00_4242            check a finished run against its summary.json
+  %(prog)s outputs/digits/2026-11-21_10-00-00_4242 --decode   ... and decode every image
+  %(prog)s s3://bucket/records/imagenet_val                   a run in object storage (prep[cloud])"""
+
+
+def _about() -> str:
+    """The module docstring without its command line: what the tool does, for --help."""
+    about = __doc__.split(": ", 1)[1]
+    return about[0].upper() + about[1:]
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m prep.verify") -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=f"{EXAMPLES}\n\n{_about()}", formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("output_dir", help="a finished run's output directory (with summary.json)")
     parser.add_argument("--decode", action="store_true", help="also decode every image")
     args = parser.parse_args(argv)
@@ -356,6 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     other = sum(1 for ok, _ in lines[shards:] if not ok)
     print(f"{shards - bad} of {shards} shards ok" + (f", {bad} failed" if bad else "") + (f"; {other} other check(s) failed" if other else ""))
     return 1 if bad or other else 0
+
+
+def cli() -> None:
+    """The `prep-verify` command."""
+    sys.exit(main(prog="prep-verify"))
 
 
 if __name__ == "__main__":

@@ -106,9 +106,43 @@ def imagenet_folder(tmp_path, photos) -> ImageFolder:
     return make_imagenet_folder(tmp_path, photos)
 
 
+def make_class_folders(root: Path, photos: list[np.ndarray], classes=("daisy", "rose", "tulip"), per_class: int = 10, ext: str = ".jpg") -> list[str]:
+    """root/<class>/<nnn><ext>, as `labels=subdirs` reads them; returns the names relative to root, sorted."""
+    encode = png_bytes if ext == ".png" else jpeg_bytes
+    names = []
+    for i in range(len(classes) * per_class):
+        name = f"{classes[i % len(classes)]}/{i:03d}{ext}"
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(encode(crop(photos, i)))
+        names.append(name)
+    return sorted(names)
+
+
+def console_scripts() -> dict[str, str]:
+    """pyproject.toml's [project.scripts]: command -> "module:function"."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with open(REPO / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["scripts"]
+
+
+@pytest.fixture(scope="session")
+def commands_on_path(tmp_path_factory) -> dict[str, str]:
+    """An environment whose PATH has prep's commands, written as pip writes console scripts, running this checkout."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    for name, target in console_scripts().items():
+        module, function = target.split(":")
+        script = bin_dir / name
+        script.write_text(f"#!{sys.executable}\nimport sys\nfrom {module} import {function}\nsys.exit({function}())\n")
+        script.chmod(0o755)
+    path = os.pathsep.join(filter(None, [str(bin_dir), os.environ.get("PATH")]))
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PATH": path, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
+
+
 def run_prep(*args: str, module: str | None = "prep", cwd: Path = REPO, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python -m prep ARGS` in a subprocess, as a user runs it (module=None: ARGS are the interpreter's)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # This checkout's prep, whatever the interpreter has installed (its editable install may be another checkout's).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, *(["-m", module] if module else []), *args]
     proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
