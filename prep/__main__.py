@@ -52,13 +52,23 @@ def main(cfg: DictConfig) -> None:
             runlog.save_config(run_dir, cfg, hydra_cfg)
             handler.open(os.path.join(run_dir, "prep.log"))
 
+    from hydra.types import RunMode
+
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+
+    def fail(status: int) -> None:
+        # In a sweep one failed job must not stop the others: the sweep table marks it failed and the
+        # command exits non-zero at the end (prep.sweep); a single run exits now.
+        if not sweeping:
+            sys.exit(status)
+
     try:
         run(cfg, overrides=list(hydra_cfg.overrides.task), on_claim=claim)
     except PrepError as err:
         # A user mistake: one line (also in the run's log file), no traceback.
         log.error("error: %s", err)
         keep_log_of_failure()
-        sys.exit(1)
+        fail(1)
     except KeyboardInterrupt:
         log.error("interrupted: no summary.json was written; finished shards are kept, rerun with resume=true to finish")
         sys.exit(130)
@@ -68,22 +78,20 @@ def main(cfg: DictConfig) -> None:
         log.error("error: %s%s", where, err.strerror or err)
         log.debug("details", exc_info=True)
         keep_log_of_failure()
-        sys.exit(1)
+        fail(1)
     except Exception:
         # A bug in prep: keep the traceback, on the terminal and in the run's log file.
         log.exception("internal error: please report this with the log above")
         keep_log_of_failure()
-        sys.exit(2)
+        fail(2)
     else:
-        from hydra.types import RunMode
-
-        if hydra_cfg.mode == RunMode.RUN:  # a sweep ends with its own table instead
+        if not sweeping:  # a sweep ends with its own table instead
             inspect, verify = next_steps(str(cfg.output_dir))
             log.info("next: %s", inspect)
             log.info("      %s", verify)
     finally:
-        handler.close()
         logging.getLogger().removeHandler(handler)
+        handler.close()
 
 
 def next_steps(output_dir: str) -> list[str]:
@@ -143,12 +151,38 @@ def cli() -> None:
     """The `prep` command and `python -m prep`: one path, so both take the same overrides and Hydra flags."""
     sys.argv = _with_forced(_absolute_config_paths(sys.argv))
     signal.signal(signal.SIGTERM, _interrupt)
+    # Hydra reports its own errors (an override it cannot apply, a run folder it cannot create) with a
+    # partial traceback; asked to re-raise them instead, prep prints one line. HYDRA_FULL_ERROR=1 set by
+    # the user still shows everything.
+    full = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         main()
     except BrokenPipeError:
         # `prep --help | head`: the reader left; Python's advice is to point stdout at devnull, not to trace back.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    except Exception as err:  # noqa: BLE001 - whatever Hydra raises before or around the job is reported, not traced
+        if full:
+            raise
+        print(f"error: {_hydra_message(err)}", file=sys.stderr)
+        sys.exit(1)
+    from prep import sweep
+
+    if sweep.failed_jobs:
+        print(f"error: {sweep.failed_jobs} job(s) of the sweep failed; the table above says which", file=sys.stderr)
+        sys.exit(1)
+
+
+def _hydra_message(err: Exception) -> str:
+    """What Hydra could not do, in its own words, without the stack."""
+    if isinstance(err, OSError):
+        return f"{err.filename}: {err.strerror}" if err.filename and err.strerror else str(err)
+    cause = err
+    while getattr(cause, "__cause__", None) is not None and not str(cause).strip():
+        cause = cause.__cause__
+    text = " ".join(line.strip() for line in str(cause).splitlines() if line.strip()) or type(cause).__name__
+    return text
 
 
 if __name__ == "__main__":

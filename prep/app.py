@@ -67,7 +67,22 @@ def fingerprint(cfg: DictConfig) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()
 
 
+def check_top_level(cfg: DictConfig) -> None:
+    """`+limt=3` adds a key nothing reads: name it, as check_keys does for a stage's keys."""
+    from dataclasses import fields
+
+    from prep.config import PrepConf
+
+    known = [f.name for f in fields(PrepConf)]
+    for key in cfg:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"{key}: not a setting of prep; {hint}the top-level settings are {[k for k in known if k not in STAGES]}")
+
+
 def run(cfg: DictConfig, overrides: list[str] | None = None, on_claim=None) -> dict:
+    check_top_level(cfg)
     stages = {group: build(cfg[group], group) for group in STAGES}
     return convert(
         name=cfg.name,

@@ -217,6 +217,13 @@ def conf_dir() -> str:
     raise FileNotFoundError(f"prep's configs (config.yaml) are in neither {candidates[0]} nor {candidates[1]}: reinstall prep")
 
 
+def folder_name(value: object) -> str:
+    import re
+
+    text = re.sub(r"[^\w.-]+", "_", str(value)).strip("._") or "_"
+    return text[:100]
+
+
 def register() -> None:
     """Schemas live in their own `schema/<group>` groups, so `--help` lists only the real choices."""
     import os
@@ -226,6 +233,10 @@ def register() -> None:
     # ${pid:} in the default run folder: two runs started in the same second get two folders.
     if not OmegaConf.has_resolver("pid"):
         OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
+    # ${folder_name:${name}} in the default run folder: whatever `name` holds (`..`, `/`, 300 characters),
+    # the folder Hydra creates stays one plain folder under outputs/ (prep then refuses such a name itself).
+    if not OmegaConf.has_resolver("folder_name"):
+        OmegaConf.register_new_resolver("folder_name", folder_name)
     store = ConfigStore.instance()
     store.store(group="hydra/job_logging", name="prep", node=JOB_LOGGING, provider="prep")
     store.store(group="schema/config", name="prep", node=PrepConf)

@@ -264,6 +264,9 @@ class SubdirLabels:
         for name in source.files():
             hidden = any(part.startswith(".") for part in name.split("/"))
             (used if name in images and not hidden else ignored).append(name)
+        # Symlinks leading outside, broken ones, FIFOs, aliased class folders: named with the reason.
+        unusable = getattr(source, "unusable", dict)()
+        ignored += [f"{name} ({reason})" for name, reason in sorted(unusable.items())]
         return used, ignored
 
     def ignored(self, source) -> list[str]:

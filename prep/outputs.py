@@ -107,14 +107,27 @@ class Manifest:
                 continue
         return entries
 
-    def start(self, paths: list[str]) -> None:
-        """Record the plan before the first shard: every path below is prep's, whatever happens next."""
+    def start(self, shards: list[str], owned: list[str] | tuple[str, ...] = ()) -> None:
+        """Record, before writing them, what the run may leave here: its planned shards (with their .partial
+        and index files) and `owned`, whole files it is about to write or still has to delete."""
         try:
             storage.makedirs(self.dir)
         except OSError as err:
             raise WriteError(f"{self.dir}: cannot create: {err.strerror or err}") from None
-        header = {"fingerprint": self.fingerprint, "files": sorted(set(paths) | {SUMMARY, LABELS_CSV})}
+        header = {"fingerprint": self.fingerprint, "files": sorted(set(shards)), "owned": sorted(set(owned))}
         _write(storage.join(self.dir, _HEADER), json.dumps(header).encode())
+
+    def recorded(self) -> set[str]:
+        """Every path this manifest says the run may have written (shards with their side files, owned files)."""
+        header = self.header()
+        shards = {p for p in header.get("files") or [] if isinstance(p, str)} if isinstance(header.get("files"), list) else set()
+        owned = {p for p in header.get("owned") or [] if isinstance(p, str)} if isinstance(header.get("owned"), list) else set()
+        for path, entry in self.entries().items():
+            shards.add(path)
+            extra = entry.get("result", {}).get("extra_files") if isinstance(entry.get("result"), dict) else None
+            if isinstance(extra, list):
+                owned.update(p for p in extra if isinstance(p, str))
+        return owned | {path + side for path in shards for side in ("", *_SIDE_FILES)}
 
     def forget(self, path: str) -> None:
         storage.remove(storage.join(self.dir, entry_name(path)))
@@ -147,18 +160,9 @@ def _summary_files(output_dir: str) -> set[str] | None:
 
 
 def owned_files(output_dir: str) -> set[str]:
-    """Every relative path an earlier prep run here recorded as its own (summary.json and manifest)."""
-    files = set(_summary_files(output_dir) or ())
-    manifest = Manifest(output_dir, "")
-    listed = manifest.header().get("files")
-    if isinstance(listed, list):
-        files.update(p for p in listed if isinstance(p, str))
-    for path, entry in manifest.entries().items():
-        files.add(path)
-        extra = entry.get("result", {}).get("extra_files")
-        if isinstance(extra, list):
-            files.update(p for p in extra if isinstance(p, str))
-    files |= {path + side for path in list(files) for side in _SIDE_FILES}
+    """Every relative path an earlier prep run here recorded as its own: exactly the files its summary.json
+    lists, and what the manifest of an unfinished run planned (its shards may be half-written)."""
+    files = set(_summary_files(output_dir) or ()) | Manifest(output_dir, "").recorded()
     return {posixpath.normpath(p) for p in files if _inside(p)}
 
 
@@ -178,18 +182,32 @@ def _all_files(output_dir: str) -> list[str]:
         for folder, dirs, files in os.walk(root):
             rel = os.path.relpath(folder, root)
             if rel == ".":
-                dirs[:] = [d for d in dirs if d not in (HYDRA, MANIFEST)]
-                files = [f for f in files if f not in _BOOKKEEPING]
+                # prep's own bookkeeping, but only the real thing: a symlink named prep.log or .hydra would
+                # make prep write outside the folder, so it counts as something in the way.
+                dirs[:] = [d for d in dirs if d not in (HYDRA, MANIFEST) or os.path.islink(os.path.join(folder, d))]
+                files = [f for f in files if f not in _BOOKKEEPING or os.path.islink(os.path.join(folder, f))]
             found += [posixpath.normpath(posixpath.join(rel.replace(os.sep, "/"), f)) for f in files]
             # a symlinked folder is listed as an entry, never followed
             found += [posixpath.normpath(posixpath.join(rel.replace(os.sep, "/"), d)) for d in dirs if os.path.islink(os.path.join(folder, d))]
-    return sorted(f for f in found if f.split("/", 1)[0] not in (HYDRA, MANIFEST) and f not in _BOOKKEEPING)
+    if storage.is_url(output_dir):
+        found = [f for f in found if f.split("/", 1)[0] not in (HYDRA, MANIFEST) and f not in _BOOKKEEPING]
+    return sorted(found)
 
 
-def _remove_owned(output_dir: str, files: set[str]) -> None:
-    """Delete prep's own files, then the folders that only they filled."""
+def _remove_owned(output_dir: str, files: set[str], fingerprint: str) -> None:
+    """Delete an earlier run's files, then the folders that only they filled.
+
+    First the manifest is rewritten to list them all, and summary.json goes first: a run interrupted while
+    deleting leaves an unfinished run that overwrite=true or resume=true can still clear, never a folder
+    that looks finished with shards missing.
+    """
+    manifest = Manifest(output_dir, fingerprint)
+    manifest.start([], owned=sorted(files))
+    for name in storage.listdir(manifest.dir):
+        if name != _HEADER:
+            storage.remove(storage.join(manifest.dir, name))
     folders = set()
-    for rel in sorted(files):
+    for rel in sorted(files, key=lambda f: (f != SUMMARY, f)):
         storage.remove(storage.join(output_dir, rel))
         parent = posixpath.dirname(rel)
         while parent:
@@ -201,7 +219,6 @@ def _remove_owned(output_dir: str, files: set[str]) -> None:
                 os.rmdir(os.path.join(storage.local(output_dir), folder))
             except OSError:
                 pass  # not empty: something else lives there, and stays
-    storage.remove_tree(storage.join(output_dir, MANIFEST))
 
 
 def _shown(names: list[str]) -> str:
@@ -244,6 +261,11 @@ class RunLock:
                 ) from None
             raise WriteError(f"{path}: cannot lock: {err.strerror or err}") from None
         self._fd = fd  # the file stays empty: a refused run changes nothing in the folder, not even this
+        try:
+            check_not_nested(self.output_dir)
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         if self._fd is not None:
@@ -256,6 +278,19 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def check_not_nested(output_dir: str) -> None:
+    """output_dir may not lie inside another prep run's output folder (finished, unfinished or being written):
+    its files would be strays there, and that run's overwrite could never clear them."""
+    if storage.is_url(output_dir):
+        return
+    real = os.path.realpath(storage.local(output_dir))
+    parent = os.path.dirname(real)
+    while parent and parent != os.path.dirname(parent):
+        if any(os.path.lexists(os.path.join(parent, name)) for name in (LOCK, MANIFEST)):
+            raise ConfigError(f"output_dir={output_dir} is inside {parent}, the output folder of another prep run: choose a folder outside it")
+        parent = os.path.dirname(parent)
 
 
 # ---------------------------------------------------------------------------------------------- preparing
@@ -279,7 +314,7 @@ def _real(path: str) -> str:
     return path.rstrip("/") if storage.is_url(path) else os.path.realpath(storage.local(path))
 
 
-def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str) -> dict[str, dict]:
+def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str, check_only: bool = False) -> dict[str, dict]:
     """Make the (locked) output_dir ready; returns the finished shards a resumed run may keep (path -> entry).
 
     Refuses, changing nothing, when the folder holds a finished run, an unfinished one, or files no prep run
@@ -316,11 +351,14 @@ def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str)
         else:
             hint = "choose an empty folder"
         raise ConfigError(f"output_dir={output_dir} is not empty ({_shown(foreign)}): {hint}")
+    if check_only:
+        return {}
     if resume and unfinished:
         return manifest.entries()
     if overwrite and owned:
-        log.info("overwrite: removing %d file(s) an earlier run wrote in %s", len([f for f in _all_files(output_dir) if f in owned]), output_dir)
-        _remove_owned(output_dir, owned)
+        present = [f for f in _all_files(output_dir) if f in owned]
+        log.info("overwrite: removing %d file(s) an earlier run wrote in %s", len(present), output_dir)
+        _remove_owned(output_dir, set(present) | ({SUMMARY} if finished else set()), fingerprint)
     return {}
 
 
@@ -328,13 +366,12 @@ def settle_resume(output_dir: str, manifest: Manifest, entries: dict[str, dict],
     """Before a resumed run writes: delete every recorded shard it does not keep, whatever plan it came from,
     and every half-written file of the old and new plans, so no shard of another plan stays under a final name.
     (prepare() has already refused a folder holding anything prep did not record, so all of these are prep's.)"""
-    listed = manifest.header().get("files")
-    old = {p for p in listed if isinstance(p, str)} if isinstance(listed, list) else set()
-    for path in sorted(p for p in old | set(entries) | {plan.path for plan in plans} if _inside(p)):
-        sides = (".partial", ".idx.partial") if path in keep else ("", *_SIDE_FILES)
-        for side in sides:
-            storage.remove(storage.join(output_dir, path + side))
-        if path in entries and path not in keep:
+    kept = keep | {f"{path}{side}" for path in keep for side in (".idx",)}
+    for rel in sorted(p for p in manifest.recorded() | {plan.path + side for plan in plans for side in ("", *_SIDE_FILES)} if _inside(p)):
+        if rel not in kept:
+            storage.remove(storage.join(output_dir, rel))
+    for path in entries:
+        if path not in keep:
             manifest.forget(path)
 
 

@@ -161,8 +161,6 @@ def convert(
     outputs.check_not_inputs(output_dir, input_paths(source, labels))
 
     listing = read_items(source, labels, limit)
-    for note in getattr(source, "notes", lambda: [])():
-        log.warning("%s", note)
     writer.check_labels(listing)  # a label the stored type cannot hold stops the run here, before any file
     splits = splitter.assign(listing.items)
     plans = plan_shards(name, splits, writer)
@@ -179,13 +177,15 @@ def convert(
         )
     if listing.ignored:
         log.warning(
-            "%d file(s) in %s are not converted (hidden, or not an image extension), e.g. %s",
+            "%d file(s) in %s are not converted (hidden, not an image extension, or unusable), e.g. %s",
             len(listing.ignored), source.describe(), ", ".join(listing.ignored[:3]),
         )
     _check_skips(skipped, limit_skipped, max_skipped)
     # Inputs, stages and plan are all checked: only now is the output folder touched, under its lock.
+    fingerprint = run_info.get("config_fingerprint", "")
+    # Checked once before the lock (a refused run leaves not even a lock file), and again under it.
+    outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint, check_only=True)
     with outputs.RunLock(output_dir):
-        fingerprint = run_info.get("config_fingerprint", "")
         recorded = outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint)
         if on_claim is not None:
             on_claim()
@@ -266,6 +266,7 @@ def _run(*, name, source, listing, splits, plans, recorded, skipped, splitter, e
         if failures:
             raise WriteError(f"verify=true: {len(failures)} check(s) failed, no summary.json written: {failures[0]}")
         log.info("verify: every shard re-read and checked")
+    manifest.start([plan.path for plan in plans], owned=[outputs.LABELS_CSV, outputs.SUMMARY])  # about to be written
     summaries.write_labels_csv(output_dir, summary, listing.class_names)
     summaries.write(output_dir, summary)
     manifest.remove()

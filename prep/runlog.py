@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
+import sys
 
 from omegaconf import DictConfig, OmegaConf
 
-from prep import outputs
+from prep import outputs, storage
 
 FILE_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
 _BUFFERED = 10_000  # records kept before the log file opens (planning logs little; a flood of skips is capped)
@@ -30,7 +33,13 @@ class RunLog(logging.Handler):
     def open(self, path: str) -> None:
         if self._file is not None:
             return
-        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        try:
+            stream = _open_append(path)
+        except OSError as err:
+            logging.getLogger(__name__).warning("%s: the run's log is not written there: %s", path, err.strerror or err)
+            self._buffer.clear()
+            return
+        handler = _LogFile(stream)
         handler.setFormatter(logging.Formatter(FILE_FORMAT))
         for record in self._buffer:
             handler.emit(record)
@@ -39,13 +48,48 @@ class RunLog(logging.Handler):
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass  # a full disk while closing the log: the terminal already has every line
         super().close()
+
+
+class _LogFile(logging.StreamHandler):
+    """The log file: the first write that fails (disk full) turns it off with one line on the terminal,
+    instead of logging's own traceback for every later record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        err = sys.exc_info()[1]
+        stream, self.stream = self.stream, None
+        try:
+            stream.close()
+        except OSError:
+            pass
+        print(f"[prep] the run's log file stopped: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is not None:
+            super().emit(record)
+
+
+def _open_append(path: str):
+    """prep.log for appending: a regular file or a new one, never through a symlink or into a FIFO."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    os.set_blocking(fd, True)
+    # backslashreplace: a file name that is not UTF-8 (a Linux folder can hold one) is logged, not an error.
+    return open(fd, "a", encoding="utf-8", errors="backslashreplace")
 
 
 def save_config(run_dir: str, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     """.hydra/config.yaml, hydra.yaml and overrides.yaml, as Hydra writes them: the exact rerun reads these."""
     folder = os.path.join(run_dir, outputs.HYDRA)
+    if os.path.islink(folder) or (os.path.exists(folder) and not os.path.isdir(folder)):
+        logging.getLogger(__name__).warning("%s is not a plain folder: the run's config is not saved there", folder)
+        return
     os.makedirs(folder, exist_ok=True)
     files = {
         "config.yaml": cfg,
@@ -53,15 +97,13 @@ def save_config(run_dir: str, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
         "overrides.yaml": hydra_cfg.overrides.task,
     }
     for name, node in files.items():
-        path = os.path.join(folder, name)
-        with open(path + ".partial", "w", encoding="utf-8") as f:
-            f.write(OmegaConf.to_yaml(node))
-        os.replace(path + ".partial", path)
+        storage.write_bytes(os.path.join(folder, name), OmegaConf.to_yaml(node).encode("utf-8", "backslashreplace"))
 
 
 def is_fresh(run_dir: str) -> bool:
     """A run folder nobody has used: empty, or holding only the lock or a log (Hydra creates it before prep runs)."""
     try:
-        return set(os.listdir(run_dir)) <= {outputs.LOCK, outputs.LOG}
+        entries = list(os.scandir(run_dir))
     except OSError:
         return False
+    return all(e.name in (outputs.LOCK, outputs.LOG) and e.is_file(follow_symlinks=False) for e in entries)

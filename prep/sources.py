@@ -6,6 +6,7 @@ import functools
 import math
 import os
 import posixpath
+import re
 import stat
 import threading
 import unicodedata
@@ -15,6 +16,7 @@ from typing import NamedTuple
 from prep import storage
 from prep.errors import ConfigError, EncodeError, InputError
 
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")  # C:\\data\\x.jpg: a Windows absolute path
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20  # larger files are skipped before being read
 # .jfif, .jpe and .pjpeg are JPEG under other names (browsers save them so); the encoder sniffs the real
 # format from the bytes, so an extension only decides whether a file is offered at all.
@@ -105,40 +107,50 @@ class ImageDirSource:
     def image_files(self) -> list[str]:
         return [f for f in self.files() if f.lower().endswith(IMAGE_EXTENSIONS) and not _hidden(f)]
 
-    def notes(self) -> list[str]:
-        """What the listing left out on purpose (folders reached twice through symlinks), for the log."""
-        listing = self._scan()
-        return [f"{alias}: a symlink to {target}, listed once under {target}" for alias, target in sorted(listing.dir_aliases.items())]
-
     def resolve(self, name: str) -> str:
-        """The relative path of a named image; EncodeError with the reason when it cannot be used."""
-        path = name.strip().replace("\\", "/")
-        if self.extension and not posixpath.splitext(path)[1]:
-            path += self.extension
-        if path.startswith("/") or posixpath.isabs(path) or (len(path) > 1 and path[1] == ":"):
-            raise EncodeError("absolute path: label files name images relative to source.image_dir")
-        if "\0" in path:
+        """The relative path of a named image; EncodeError with the reason when it cannot be used.
+
+        The name as written is tried first, then with Windows separators and surrounding spaces undone
+        (` lead.jpg`, `a\\b.png` and `9:30.png` are legal file names on Linux), each also in the other Unicode
+        normalization (NFC/NFD).
+        """
+        if "\0" in name:
             raise EncodeError("the name contains a NUL character")
-        path = posixpath.normpath(path)
-        if path == ".." or path.startswith("../"):
-            raise EncodeError("path escapes source.image_dir")
         listing = self._scan()
-        for candidate in (path, listing.nfc().get(unicodedata.normalize("NFC", path))):
-            if candidate is None:
-                continue
-            if candidate in listing.escaping:
-                raise EncodeError("symlink points outside source.image_dir")
-            if candidate in listing.broken:
-                raise EncodeError(f"cannot use: {listing.broken[candidate]}")
-            if candidate in listing.files or listing.through_alias(candidate) is not None:
-                return candidate
+        for variant in dict.fromkeys(v for v in (name, name.replace("\\", "/"), name.strip(), name.strip().replace("\\", "/")) if v):
+            path = variant
+            if self.extension and not posixpath.splitext(path)[1]:
+                path += self.extension
+            if path.startswith("/") or _DRIVE.match(path):
+                raise EncodeError("absolute path: label files name images relative to source.image_dir")
+            path = posixpath.normpath(path)
+            if path == ".." or path.startswith("../"):
+                raise EncodeError("path escapes source.image_dir")
+            for candidate in (path, listing.nfc().get(unicodedata.normalize("NFC", path))):
+                if candidate is None:
+                    continue
+                if candidate in listing.unusable:
+                    raise EncodeError(listing.unusable[candidate])
+                if candidate in listing.dirs:
+                    raise EncodeError("a folder, not an image file")
+                if candidate in listing.files or listing.through_alias(candidate) is not None:
+                    return candidate
         raise EncodeError("listed in the label file but missing from source.image_dir")
 
-    def identity(self, ref: str) -> str:
-        """The file itself, whatever name reached it: one file listed under two names (symlinks) is one image."""
-        listing = self._scan()
-        real = listing.through_alias(ref) or ref
-        return listing.file_aliases.get(real, real)
+    def identity(self, ref: str) -> object:
+        """The file itself, whatever name reached it: a symlink or a hard link to a file already listed is
+        that file again (device and inode), never a second image."""
+        if storage.is_url(self.image_dir):
+            return ref
+        try:
+            st = os.stat(os.path.join(self.image_dir, ref))
+        except OSError:
+            return ref
+        return (st.st_dev, st.st_ino)
+
+    def unusable(self) -> dict[str, str]:
+        """Entries of the folder that are never converted, with the reason (for labels=subdirs to report)."""
+        return dict(self._scan().unusable)
 
     def labelled_entries(self) -> list[LabelEntry]:
         raise InputError("source=image_dir has no labels of its own: choose labels=space|jsonl|csv|subdirs")
@@ -224,18 +236,17 @@ def _opened_inside(fd: int, root: str) -> bool:
 class Listing:
     """Files below an image folder, and what the walk found about symlinks.
 
-    files: relative posix paths of regular files (folders reached through a symlink are not walked again)
-    escaping: symlinks leading outside the folder (never read); broken: unusable entries with the reason
-    dir_aliases: symlinked folder -> the real folder inside image_dir it shows; file_aliases: symlinked
-    file -> the real file inside image_dir, so one file under two names is one image.
+    files: relative posix paths of regular files (folders reached through a symlink are not walked again);
+    dirs: the real folders; unusable: entries never converted, with the reason (symlinks leading outside the
+    folder, broken links, FIFOs and devices, symlinked folders shown again under their real name);
+    dir_aliases: symlinked folder -> the real folder inside image_dir it shows.
     """
 
     def __init__(self, files: set[str]) -> None:
         self.files = files
-        self.escaping: set[str] = set()
-        self.broken: dict[str, str] = {}
+        self.dirs: set[str] = set()
+        self.unusable: dict[str, str] = {}
         self.dir_aliases: dict[str, str] = {}
-        self.file_aliases: dict[str, str] = {}
         self._nfc: dict[str, str] | None = None
 
     def nfc(self) -> dict[str, str]:
@@ -281,24 +292,30 @@ def _walk(image_dir: str) -> Listing:
                 if entry.is_symlink():
                     target = os.path.realpath(entry.path)
                     if os.path.commonpath([root, target]) != root:
-                        listing.escaping.add(path)
+                        listing.unusable[path] = "symlink points outside source.image_dir"
                     elif os.path.isdir(target):
                         symlinked_dirs.append((path, target))
                     elif os.path.isfile(target):
-                        listing.files.add(path)
-                        listing.file_aliases[path] = os.path.relpath(target, root).replace(os.sep, "/")
+                        listing.files.add(path)  # identity() makes it the same image as its target
+                    elif os.path.exists(target):
+                        listing.unusable[path] = "not a regular file (a FIFO, socket or device)"
                     else:
-                        listing.broken[path] = "broken symlink (missing target or a loop)"
+                        listing.unusable[path] = "broken symlink (missing target or a loop)"
                 elif entry.is_dir(follow_symlinks=False):
+                    listing.dirs.add(path)
                     stack.append(path)
                 elif entry.is_file(follow_symlinks=False):
                     listing.files.add(path)
+                else:
+                    listing.unusable[path] = "not a regular file (a FIFO, socket or device)"
             except OSError as err:
-                listing.broken[path] = err.strerror or str(err)
+                listing.unusable[path] = f"cannot use: {err.strerror or err}"
     for alias, target in symlinked_dirs:
         # The real folder is walked under its own name: the symlink is an alias, never walked (no loops,
         # no image listed twice under two class folders).
-        listing.dir_aliases[alias] = os.path.relpath(target, root).replace(os.sep, "/") if target != root else "."
+        real = os.path.relpath(target, root).replace(os.sep, "/") if target != root else "."
+        listing.dir_aliases[alias] = real
+        listing.unusable[alias] = f"a symlink to the folder {real} inside source.image_dir: its images are listed once, under {real}"
     return listing
 
 

@@ -12,6 +12,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
+failed_jobs = 0  # set when a sweep ends: the command then exits non-zero
 SWEEP_CSV = "sweep_summary.csv"
 COLUMNS = ["job", "overrides", "status", "shards", "bytes", "records", "seconds", "records_per_second"]
 
@@ -91,7 +92,9 @@ class SweepSummary(Callback):
         sweep_dir = config.hydra.sweep.dir
         if not os.path.isdir(sweep_dir):
             return
+        global failed_jobs
         rows = collect(sweep_dir)
+        failed_jobs = sum(1 for row in rows if row["status"] != "ok")
         table = write_table(sweep_dir, rows)
         common = " ".join(common_overrides(sweep_dir)) or "none"
         log.info("sweep of %d jobs -> %s (overrides shared by all jobs: %s)\n%s", len(rows), os.path.join(sweep_dir, SWEEP_CSV), common, table)
