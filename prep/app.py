@@ -82,6 +82,15 @@ def check_top_level(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig, overrides: list[str] | None = None, on_claim=None) -> dict:
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return _run(cfg, overrides, on_claim)
+    except OmegaConfBaseException as err:  # a value that cannot be read: a deleted (~key) or missing key
+        raise ConfigError(" ".join(line.strip() for line in str(err).splitlines() if line.strip())) from None
+
+
+def _run(cfg: DictConfig, overrides: list[str] | None, on_claim) -> dict:
     check_top_level(cfg)
     stages = {group: build(cfg[group], group) for group in STAGES}
     return convert(

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import posixpath
+import stat
 from collections.abc import Iterable
 
 from prep import storage
@@ -42,7 +43,8 @@ def plan_digest(plan: ShardPlan, class_names: list[str] | None) -> str:
     digest = hashlib.sha256(f"{plan.path}\n{plan.split}\n{plan.index}\n{plan.count}\n".encode())
     for item in plan.items:
         text = class_names[item.label] if class_names else ""
-        digest.update(f"{item.name}\t{item.ref}\t{item.label}\t{text}\n".encode())
+        # surrogateescape: names that are not UTF-8 (any bytes are a legal Linux file name) digest as their bytes
+        digest.update(f"{item.name}\t{item.ref}\t{item.label}\t{text}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -50,7 +52,7 @@ def stamp_digest(stamps: Iterable[object]) -> str:
     """The state of a shard's source files (size, modification time) when they were read."""
     digest = hashlib.sha256()
     for stamp in stamps:
-        digest.update(f"{stamp}\n".encode())
+        digest.update(f"{stamp}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -75,7 +77,8 @@ def entry_name(path: str) -> str:
 
 def record_shard(output_dir: str, plan: ShardPlan, class_names, stamps: str, result: ShardResult) -> None:
     """Called by the shard task just before the shard gets its final name: a published shard is always recorded."""
-    entry = {"plan": plan_digest(plan, class_names), "inputs": stamps, "result": result.as_dict()}
+    extra = {rel: file_sha256(storage.join(output_dir, rel)) for rel in result.extra_files}  # e.g. the DALI index
+    entry = {"plan": plan_digest(plan, class_names), "inputs": stamps, "result": result.as_dict(), "extra_sha256": extra}
     _write(storage.join(output_dir, MANIFEST, entry_name(plan.path)), json.dumps(entry, sort_keys=True).encode())
 
 
@@ -185,13 +188,20 @@ def _all_files(output_dir: str) -> list[str]:
                 # prep's own bookkeeping, but only the real thing: a symlink named prep.log or .hydra would
                 # make prep write outside the folder, so it counts as something in the way.
                 dirs[:] = [d for d in dirs if d not in (HYDRA, MANIFEST) or os.path.islink(os.path.join(folder, d))]
-                files = [f for f in files if f not in _BOOKKEEPING or os.path.islink(os.path.join(folder, f))]
+                files = [f for f in files if f not in _BOOKKEEPING or not _plain_file(os.path.join(folder, f))]
             found += [posixpath.normpath(posixpath.join(rel.replace(os.sep, "/"), f)) for f in files]
             # a symlinked folder is listed as an entry, never followed
             found += [posixpath.normpath(posixpath.join(rel.replace(os.sep, "/"), d)) for d in dirs if os.path.islink(os.path.join(folder, d))]
     if storage.is_url(output_dir):
         found = [f for f in found if f.split("/", 1)[0] not in (HYDRA, MANIFEST) and f not in _BOOKKEEPING]
     return sorted(found)
+
+
+def _plain_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _remove_owned(output_dir: str, files: set[str], fingerprint: str) -> None:
@@ -245,6 +255,7 @@ class RunLock:
             return
         import fcntl
 
+        check_not_nested(self.output_dir)  # before the folder is created
         path = os.path.join(storage.local(self.output_dir), LOCK)
         try:
             os.makedirs(storage.local(self.output_dir), exist_ok=True)
@@ -261,11 +272,6 @@ class RunLock:
                 ) from None
             raise WriteError(f"{path}: cannot lock: {err.strerror or err}") from None
         self._fd = fd  # the file stays empty: a refused run changes nothing in the folder, not even this
-        try:
-            check_not_nested(self.output_dir)
-        except BaseException:
-            self.release()
-            raise
 
     def release(self) -> None:
         if self._fd is not None:
@@ -393,8 +399,15 @@ def reusable(output_dir: str, plan: ShardPlan, entry: dict | None, class_names, 
             return None
     except OSError:
         return None
-    if not all(storage.exists(storage.join(output_dir, extra)) for extra in result.extra_files):
+    recorded = entry.get("extra_sha256")
+    if not isinstance(recorded, dict) or set(recorded) != set(result.extra_files):
         return None
+    for rel, sha in recorded.items():
+        try:
+            if file_sha256(storage.join(output_dir, rel)) != sha:
+                return None
+        except OSError:
+            return None
     return result
 
 

@@ -272,7 +272,7 @@ def _run(*, name, source, listing, splits, plans, recorded, skipped, splitter, e
     manifest.remove()
     log.info(
         "wrote %d records (%d skipped) in %d shards to %s in %.2f s (%.0f records/s)",
-        summary["num_records"], len(summary["skipped"]), len(results), output_dir, seconds, summary["records_per_second"],
+        summary["num_records"], len(summary["skipped"]), len(summary["shards"]), output_dir, seconds, summary["records_per_second"],
     )
     return summary
 

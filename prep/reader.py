@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 # ASCII digits with an optional sign, nothing else: "1.0", "1e3", "１" (fullwidth) and "1 000" are not
 # integers, so none of them can quietly become one (or quietly turn a dataset into class names).
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+")
 _HEADER_FIX = "remove that line"
 
 
@@ -76,10 +78,19 @@ def label_ids(
     is_int = [_INTEGER.fullmatch(entry.label) is not None for entry in entries]
     ints = sum(is_int)
     names = len(is_int) - ints
+    if kind == "auto" and entries and ints == 0 and all(_DECIMAL.fullmatch(entry.label) for entry in entries):
+        entry = entries[0]
+        raise InputError(
+            f"{entry.where}: every label is a number but not an integer (e.g. {excerpt(entry.label)}, as pandas writes "
+            "integer columns with a gap); write them as integers, or set labels.kind=name to use them as class names "
+            "(ids by sorted text: '10.0' before '2.0')"
+        )
     if kind == "name" or (kind == "auto" and ints == 0):
-        sorted_names = sorted({entry.label for entry in entries})
+        # One class, however its name was typed: NFC and NFD spellings of "café" are the same name.
+        texts = [unicodedata.normalize("NFC", entry.label) for entry in entries]
+        sorted_names = sorted(set(texts))
         index = {name: i for i, name in enumerate(sorted_names)}
-        return [index[entry.label] for entry in entries], sorted_names
+        return [index[text] for text in texts], sorted_names
     if names:
         raise InputError(_kind_mismatch(entries, is_int, kind, header_fix))
     return [int(entry.label) if len(entry.label) <= 600 else parse_int(entry.label) for entry in entries], None

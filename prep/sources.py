@@ -405,6 +405,17 @@ class PixelCsvSource:
     def describe(self) -> str:
         return self.path
 
+    def stamp(self, ref) -> str | None:
+        """The CSV's size and modification time: a resumed run rewrites every shard if the file changed."""
+        try:
+            if storage.is_url(self.path):
+                info = storage.info(self.path)
+                return f"{info.get('size')}:{info.get('ETag') or info.get('mtime') or info.get('LastModified')}"
+            st = os.stat(self.path)
+            return f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            return None
+
     def labelled_entries(self) -> list[LabelEntry]:
         self.check()
         out = []
@@ -417,6 +428,7 @@ class PixelCsvSource:
                 for number, line in read_lines(f, self.path, max_bytes):
                     start, offset = offset, offset + len(line)
                     if number == 1 and self.header:
+                        self._check_header_row(line.replace(BOM, b"").strip())
                         continue
                     text = line.replace(BOM, b"").strip()
                     if not text:
@@ -436,8 +448,23 @@ class PixelCsvSource:
             raise InputError(f"source.path={self.path}: cannot read: {err.strerror or err}") from None
         return out
 
+    def _check_header_row(self, text: bytes) -> None:
+        """source.header=true on a file without one would drop the first image silently: a header has a
+        word in it, or numbers the columns (0,1,2,... as pandas writes them)."""
+        cells = [c.strip() for c in text.split(b",")]
+        if cells and all(_is_number(c) for c in cells) and not _numbers_columns(cells):
+            raise InputError(
+                f"{self.path}:1: source.header=true, but the first row is pixel values, not a header: "
+                "set source.header=false (or leave it out)"
+            )
+
     def _check_first_row(self, text: bytes) -> None:
-        """A first row whose pixel columns are not numbers is a header: reading it as an image would fail anyway."""
+        """A first row whose pixel columns are not numbers is a header: reading it as an image would fail anyway.
+        So is one that numbers the columns 0,1,2,... (pandas' to_csv): it would pass as an image."""
+        if _numbers_columns([c.strip() for c in text.split(b",")]):
+            raise InputError(
+                f"{self.path}:1: the first row numbers the columns (0,1,2,...): it is a header line, set source.header=true"
+            )
         cells = text.split(b",")
         pixels = cells[: self.label_column] + cells[self.label_column + 1 :]
         bad = next((c.strip() for c in pixels if not _is_number(c)), None)
@@ -469,6 +496,14 @@ class PixelCsvSource:
             bad = next(v for v in values if v < 0 or v > 255 or v != round(v))
             raise EncodeError(f"line {number}: pixel value {bad:g} is not an integer in 0..255")
         return values.astype(np.uint8).reshape(self.shape)
+
+
+def _numbers_columns(cells: list[bytes]) -> bool:
+    """0,1,2,...,n-1 or 1,2,...,n: a header that names columns by their numbers."""
+    if len(cells) < 3 or not all(c.isdigit() for c in cells):
+        return False
+    first = int(cells[0])
+    return first in (0, 1) and all(int(c) == first + i for i, c in enumerate(cells))
 
 
 def _is_number(cell: bytes) -> bool:

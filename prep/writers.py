@@ -49,8 +49,10 @@ def record_values(item: Item, encoded: Encoded, class_names: list[str] | None) -
         "channels": encoded.channels,
         "colorspace": encoded.colorspace.encode(),
         "label": item.label,
-        "text": class_names[item.label].encode() if class_names else None,
-        "filename": item.name.encode(),
+        # surrogateescape: a file or folder name that is not UTF-8 (Linux allows any bytes) is stored as
+        # the bytes it has on disk, not refused.
+        "text": class_names[item.label].encode("utf-8", "surrogateescape") if class_names else None,
+        "filename": item.name.encode("utf-8", "surrogateescape"),
     }
 
 

@@ -489,3 +489,27 @@ def test_read_lines_splits_like_python_whatever_the_read_size(data, chunk):
         plain = [line for _, line in sources.read_lines(io.BytesIO(data), "f")]
     assert universal == data.splitlines(keepends=True)
     assert plain == io.BytesIO(data).readlines()
+
+
+def test_labels_that_are_all_decimals_are_not_silently_names(tmp_path):
+    """pandas writes an integer column with a gap as 0.0, 1.0, ... 10.0: as names, '10.0' would get id 2."""
+    from prep.errors import InputError
+    from prep.reader import label_ids
+    from prep.sources import LabelEntry
+
+    entries = [LabelEntry(f"{i}.png", f"{i}.0", f"l.txt:{i + 1}") for i in range(11)]
+    with pytest.raises(InputError, match=r"l.txt:1: every label is a number but not an integer \(e.g. '0.0'"):
+        label_ids(entries, "auto")
+    ids, names = label_ids(entries, "name")
+    assert names[:3] == ["0.0", "1.0", "10.0"] and ids[10] == 2  # asked for: names sorted as text
+
+
+def test_one_class_whatever_its_unicode_normalization(tmp_path):
+    import unicodedata
+
+    from prep.reader import label_ids
+    from prep.sources import LabelEntry
+
+    nfc, nfd = "caf\u00e9", unicodedata.normalize("NFD", "caf\u00e9")
+    ids, names = label_ids([LabelEntry("a.png", nfc, "l:1"), LabelEntry("b.png", nfd, "l:2"), LabelEntry("c.png", "tea", "l:3")])
+    assert ids == [0, 0, 1] and names == [nfc, "tea"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -233,3 +234,22 @@ def test_pixel_csv_that_is_not_a_csv_file(tmp_path):
     latin1 = write_bytes(tmp_path / "latin1.csv", b"caf\xe9,0,0\n")
     with pytest.raises(InputError, match=rf"^{latin1}:1: the label b'caf\\xe9' is not UTF-8 text$"):
         PixelCsvSource(str(latin1), shape=[1, 2]).labelled_entries()
+
+
+@pytest.mark.parametrize(
+    "first, header, message",
+    [
+        # pandas' to_csv(index=False) numbers the columns: as data it would be an image of the numbers 1..16
+        (",".join(str(i) for i in range(17)), False, "the first row numbers the columns (0,1,2,...): it is a header line, set source.header=true"),
+        # header=true on a file without one would drop the first image without a word
+        ("3," + ",".join(["7"] * 16), True, "source.header=true, but the first row is pixel values, not a header"),
+    ],
+)
+def test_pixel_csv_header_is_never_guessed_wrong(tmp_path, first, header, message):
+    from prep.errors import InputError
+    from prep.sources import PixelCsvSource
+
+    path = tmp_path / "px.csv"
+    path.write_text(first + "\n" + "\n".join(",".join([str(i % 3)] + ["9"] * 16) for i in range(4)) + "\n")
+    with pytest.raises(InputError, match=re.escape(message)):
+        PixelCsvSource(str(path), shape=[4, 4], header=header).labelled_entries()

@@ -374,3 +374,267 @@ def test_a_signal_stops_every_worker_within_seconds_and_leaves_only_recorded_sha
     recorded = outputs.Manifest(str(out), "").entries()
     assert sorted(recorded) == shards  # every shard under a final name is recorded
     assert len(shards) < 30
+
+
+# ------------------------------------------------------------------ found by the hostile pass (each a class)
+
+
+def _subdirs(out, root, **kwargs):
+    return convert(
+        name="t", source=ImageDirSource(str(root)), labels=SubdirLabels(), splitter=NoSplit("train"), encoder=PassthroughEncoder(),
+        writer=TFRecordWriter(shard_size=100, features=SLIM), executor=LocalExecutor(1), output_dir=str(out), progress=False, **kwargs,
+    )
+
+
+def test_every_entry_subdirs_leaves_out_is_named_with_its_reason(tmp_path, photos):
+    root, outside = tmp_path / "images", tmp_path / "elsewhere"
+    (root / "cat").mkdir(parents=True)
+    (outside / "dog").mkdir(parents=True)
+    for i in range(2):
+        (root / "cat" / f"{i}.jpg").write_bytes(jpeg_bytes(crop(photos, i, size=40)))
+        (outside / "dog" / f"{i}.jpg").write_bytes(jpeg_bytes(crop(photos, i + 5, size=40)))
+    (root / "dog").symlink_to(outside / "dog")  # a class folder outside image_dir: never read, but named
+    (root / "cat" / "linked.jpg").symlink_to(outside / "dog" / "0.jpg")
+    os.mkfifo(root / "cat" / "fifo.jpg")
+    (root / "cat" / "broken.jpg").symlink_to(root / "cat" / "nothere.jpg")
+    summary = _subdirs(tmp_path / "out", root)
+    assert summary["num_records"] == 2 and summary["label_map"] == {"cat": 0}
+    ignored = summary["ignored"]["examples"]
+    assert summary["ignored"]["count"] == 4
+    assert "dog (symlink points outside source.image_dir)" in ignored
+    assert "cat/linked.jpg (symlink points outside source.image_dir)" in ignored
+    assert "cat/fifo.jpg (not a regular file (a FIFO, socket or device))" in ignored
+    assert "cat/broken.jpg (broken symlink (missing target or a loop))" in ignored
+
+
+def test_a_hard_link_is_the_same_image(tmp_path, photos):
+    root = tmp_path / "images"
+    (root / "cat").mkdir(parents=True)
+    (root / "dog").mkdir()
+    (root / "cat" / "a.jpg").write_bytes(jpeg_bytes(crop(photos, 1, size=40)))
+    (root / "dog" / "b.jpg").write_bytes(jpeg_bytes(crop(photos, 2, size=40)))
+    os.link(root / "cat" / "a.jpg", root / "dog" / "same.jpg")
+    with pytest.raises(PrepError, match=r"same.jpg is listed again with another label \(first at .*a.jpg.* as cat/a.jpg, the same file\)"):
+        _subdirs(tmp_path / "out", root)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat/a.jpg 1\ndog/same.jpg 1\ndog/b.jpg 2\n")
+    summary = run(tmp_path / "out2", ImageDirSource(str(root)), SpaceLabels(str(labels)))
+    assert summary["num_records"] == 2 and summary["skipped"][0]["source"] == "dog/same.jpg"
+
+
+def test_names_that_look_odd_but_are_legal_are_found(tmp_path, photos):
+    root = tmp_path / "images"
+    root.mkdir()
+    names = ["9:30.jpg", " lead.jpg", "a\\b.jpg"]
+    for i, name in enumerate(names):
+        (root / name).write_bytes(jpeg_bytes(crop(photos, i, size=40)))
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"file_name": n, "label": 1}) + "\n" for n in names))
+    from prep.labels import JsonlLabels
+
+    summary = run(tmp_path / "out", ImageDirSource(str(root)), JsonlLabels(str(labels)))
+    assert summary["num_records"] == 3 and not summary["skipped"] and summary["unlabelled"]["count"] == 0
+
+
+def test_fifos_and_folders_named_in_a_label_file_say_what_they_are(tmp_path, photo_folder):
+    root, labels = photo_folder
+    os.mkfifo(root / "pipe.jpg")
+    (root / "folder.jpg").mkdir()
+    labels.write_text(labels.read_text() + "pipe.jpg cat\nfolder.jpg dog\n")
+    summary = run(tmp_path / "out", ImageDirSource(str(root)), SpaceLabels(str(labels)))
+    reasons = {s["source"]: s["reason"] for s in summary["skipped"]}
+    assert reasons == {"pipe.jpg": "not a regular file (a FIFO, socket or device)", "folder.jpg": "a folder, not an image file"}
+
+
+def test_an_interrupted_overwrite_never_looks_finished(tmp_path, monkeypatch):
+    from prep import storage
+
+    out = tmp_path / "out"
+    run(out, limit=60, shard_size=5)
+    real, removed = storage.remove, []
+
+    def dies_midway(path):
+        if len(removed) == 4:
+            raise KeyboardInterrupt
+        removed.append(path)
+        real(path)
+
+    monkeypatch.setattr(storage, "remove", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        run(out, limit=60, shard_size=5, overwrite=True)
+    monkeypatch.setattr(storage, "remove", real)
+    assert removed[0].endswith("summary.json") and not (out / "summary.json").exists()
+    with pytest.raises(ConfigError, match="holds an unfinished run"):
+        run(out, limit=60, shard_size=5)
+    summary = run(out, limit=60, shard_size=5, overwrite=True)  # the interrupted overwrite can be finished
+    assert summary["num_records"] == 60 and sorted(p.name for p in out.glob("test-*")) == sorted(s["path"] for s in summary["shards"])
+
+
+def test_an_unfinished_run_owns_no_labels_csv_it_never_wrote(tmp_path, photo_folder):
+    root, labels = photo_folder
+    out = tmp_path / "out"
+    _interrupted(out, ImageDirSource(str(root)), SpaceLabels(str(labels)), fail_at=1)
+    (out / "labels.csv").write_text("mine\n")
+    for kwargs in ({"overwrite": True}, {"resume": True}):
+        with pytest.raises(ConfigError, match=r"is not empty \(labels.csv\)"):
+            run(out, ImageDirSource(str(root)), SpaceLabels(str(labels)), shard_size=4, **kwargs)
+    assert (out / "labels.csv").read_text() == "mine\n"
+
+
+def test_a_finished_run_owns_exactly_what_its_summary_lists(tmp_path):
+    out = tmp_path / "out"
+    summary = run(out, limit=20, shard_size=10)
+    shard = summary["shards"][0]["path"]
+    (out / f"{shard}.idx").write_text("0 100\n")  # the run wrote no index files: these are the user's
+    (out / f"{shard}.partial").write_text("draft")
+    with pytest.raises(ConfigError, match=r"is not empty \(.*\.idx, .*\.partial\)"):
+        run(out, limit=20, shard_size=10, overwrite=True)
+
+
+def test_resume_rewrites_a_shard_whose_index_file_was_changed(tmp_path, photo_folder):
+    root, labels = photo_folder
+    out = tmp_path / "out"
+
+    def go(**kwargs):
+        return convert(
+            name="t", source=ImageDirSource(str(root)), labels=SpaceLabels(str(labels)), splitter=NoSplit("train"),
+            encoder=PassthroughEncoder(), writer=TFRecordWriter(shard_size=4, features=SLIM, dali_index=True),
+            executor=LocalExecutor(1), output_dir=str(out), progress=False, **kwargs,
+        )
+
+    from prep import pipeline
+
+    real = pipeline.write_shard
+    pipeline.write_shard = lambda job, plan: (_ for _ in ()).throw(KeyboardInterrupt) if plan.index == 2 else real(job, plan)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            go()
+    finally:
+        pipeline.write_shard = real
+    (out / "t-train.tfrecord-00000-of-00003.idx").write_text("0 100\n")
+    go(resume=True)
+    from prep.verify import verify_run
+
+    assert all(ok for ok, _ in verify_run(str(out)))
+
+
+def test_resume_of_a_pixel_csv_rewrites_everything_after_the_csv_changed(tmp_path):
+    from prep.sources import PixelCsvSource
+
+    rows = [",".join([str(i % 3)] + [str((i * 7 + j) % 256) for j in range(16)]) for i in range(12)]
+    csv_file = tmp_path / "px.csv"
+    csv_file.write_text("\n".join(rows) + "\n")
+
+    def go(out, **kwargs):
+        return run(out, PixelCsvSource(str(csv_file), shape=[4, 4]), EmbeddedLabels(), shard_size=4, **kwargs)
+
+    from prep import pipeline
+
+    real = pipeline.write_shard
+    pipeline.write_shard = lambda job, plan: (_ for _ in ()).throw(KeyboardInterrupt) if plan.index == 2 else real(job, plan)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            convert(name="test", source=PixelCsvSource(str(csv_file), shape=[4, 4]), labels=EmbeddedLabels(), splitter=NoSplit("train"),
+                    encoder=ImageEncoder("png"), writer=TFRecordWriter(shard_size=4, features=SLIM), executor=LocalExecutor(1),
+                    output_dir=str(tmp_path / "out"), progress=False)
+    finally:
+        pipeline.write_shard = real
+    rows[0] = rows[0][:2] + "255" + rows[0][rows[0].index(",", 2):]  # one pixel of the first image changes
+    csv_file.write_text("\n".join(rows) + "\n")
+    resumed = convert(name="test", source=PixelCsvSource(str(csv_file), shape=[4, 4]), labels=EmbeddedLabels(), splitter=NoSplit("train"),
+                      encoder=ImageEncoder("png"), writer=TFRecordWriter(shard_size=4, features=SLIM), executor=LocalExecutor(1),
+                      output_dir=str(tmp_path / "out"), progress=False, resume=True)
+    clean = convert(name="test", source=PixelCsvSource(str(csv_file), shape=[4, 4]), labels=EmbeddedLabels(), splitter=NoSplit("train"),
+                    encoder=ImageEncoder("png"), writer=TFRecordWriter(shard_size=4, features=SLIM), executor=LocalExecutor(1),
+                    output_dir=str(tmp_path / "clean"), progress=False)
+    assert [s["sha256"] for s in resumed["shards"]] == [s["sha256"] for s in clean["shards"]]
+
+
+def test_output_inside_another_runs_folder_is_refused(tmp_path):
+    out = tmp_path / "out"
+    run(out, limit=10)
+    with pytest.raises(ConfigError, match="is inside .*out, the output folder of another prep run"):
+        run(out / "inner", limit=10)
+    assert not (out / "inner").exists()
+
+
+def test_a_refused_run_leaves_not_even_a_lock_file(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("n")
+    with pytest.raises(ConfigError, match="is not empty"):
+        run(folder, limit=10)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_a_fifo_where_prep_keeps_its_records_is_an_error_not_a_hang(tmp_path):
+    for name in ("summary.json", "prep.log"):
+        out = tmp_path / name.replace(".", "_")
+        out.mkdir()
+        os.mkfifo(out / name)
+        started = time.monotonic()
+        proc = run_prep("limit=10", f"hydra.run.dir={out}", "overwrite=true", check=False, timeout=60)
+        assert time.monotonic() - started < 30 and proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_symlinked_log_and_config_folder_are_never_written_through(tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "hv").mkdir(parents=True)
+    (outside / "victim.log").write_text("mine\n")
+    (outside / "hv" / "config.yaml").write_text("user\n")
+    for name, target in (("prep.log", outside / "victim.log"), (".hydra", outside / "hv")):
+        run_dir = tmp_path / f"run{name}"
+        run_dir.mkdir()
+        (run_dir / name).symlink_to(target)
+        proc = run_prep("limit=10", f"hydra.run.dir={run_dir}", check=False)
+        assert proc.returncode == 1 and f"is not empty ({name})" in proc.stderr
+    assert (outside / "victim.log").read_text() == "mine\n" and (outside / "hv" / "config.yaml").read_text() == "user\n"
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_as_its_bytes(tmp_path, photos):
+    root = tmp_path / "images"
+    (root / "cat").mkdir(parents=True)
+    raw = os.fsencode(str(root / "cat")) + b"/\xff\xfe.jpg"
+    with open(raw, "wb") as f:
+        f.write(jpeg_bytes(crop(photos, 3, size=40)))
+    summary = _subdirs(tmp_path / "out", root)
+    from prep.load import records
+
+    assert summary["num_records"] == 1
+    assert next(records(str(tmp_path / "out")))["image/filename"] == b"cat/\xff\xfe.jpg"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["hydra.run.dir={tmp}/afile/sub"], "error: {tmp}/afile/sub: Not a directory"),
+        (["~name"], "error: Key 'name' not in 'PrepConf'"),
+        (["features=null"], "error: Config group override must be a string or a list"),
+        (["+limt=3"], "limt: not a setting of prep; did you mean limit?"),
+    ],
+)
+def test_what_hydra_cannot_do_is_one_line_too(tmp_path, args, message):
+    (tmp_path / "afile").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = run_prep(*args, *([] if any(a.startswith("hydra.run.dir") for a in args) else [f"hydra.run.dir={tmp_path / 'run'}"]),
+                    cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and message.replace("{tmp}", str(tmp_path)) in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_name_never_puts_the_run_folder_outside_outputs(tmp_path):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    proc = run_prep("name=../../esc", cwd=work, check=False)
+    assert proc.returncode == 1 and "the dataset name must be a plain word" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"] and sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"]
+
+
+@pytest.mark.slow
+def test_a_failed_sweep_job_does_not_stop_the_others(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_prep("-m", "limit=20", "writer.shard_size=null", "writer.num_shards=100,2", f"hydra.sweep.dir={sweep}", check=False)
+    assert proc.returncode == 1 and "1 job(s) of the sweep failed" in proc.stderr
+    assert (sweep / "1" / "summary.json").exists() and not (sweep / "0" / "summary.json").exists()
+    table = (sweep / "sweep_summary.csv").read_text().splitlines()
+    assert table[1].startswith("0,") and ",failed," in table[1] and ",ok," in table[2]
