@@ -18,6 +18,10 @@ from prep.writers import FIELD_TYPES
 KINDS = {"tfrecord": tuple(tfrecord.KINDS), "ofrecord": tuple(ofrecord.KINDS)}
 COMPRESSIONS = (None, "gzip", "zlib")
 PATTERN_FIELDS = ("dataset", "split", "index", "number", "count")
+# Class ids are stored as int64 (TFRecord's and OFRecord's widest integer): every one of them is a class.
+CLASS_ID_MIN, CLASS_ID_MAX = -(2**63), 2**63 - 1
+_CLASS_KEY = re.compile(r"0|-?[1-9][0-9]{0,18}")  # int64 in decimal: at most 19 digits, no leading zero or "-0"
+
 
 def build(*, name: str, writer, listing, splits: list[str], results: list[ShardResult], seconds: float, run_info: dict) -> dict:
     written = [r for r in results if r.num_records]  # a shard whose images were all skipped is not written
@@ -138,6 +142,11 @@ class _Checker:
             self.fail(key, f"expected a whole number >= 0, got {_shown(value)}")
         return value
 
+    def class_id(self, value, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not CLASS_ID_MIN <= value <= CLASS_ID_MAX:
+            self.fail(key, f"expected a class id (a whole number in {CLASS_ID_MIN}..{CLASS_ID_MAX}), got {_shown(value)}")
+        return value
+
     def choice(self, value, key: str, choices) -> None:
         choices = list(choices)  # a list, so an unhashable value is simply not in it
         if isinstance(value, bool) or value not in choices:
@@ -181,7 +190,7 @@ def validate(summary, where: str = SUMMARY) -> dict:
     label_map = c.obj(summary.get("label_map", {}), "label_map")
     names_of: dict[int, str] = {}
     for name, label in label_map.items():
-        c.count(label, f"label_map.{name}")
+        c.class_id(label, f"label_map.{name}")
         if label in names_of:
             c.fail(f"label_map.{name}", f"class id {label} is already {names_of[label]!r}")
         names_of[label] = name
@@ -202,8 +211,8 @@ def _check_splits(c: _Checker, splits) -> None:
         c.count(split["num_records"], f"{key}.num_records")
         c.count(split["num_shards"], f"{key}.num_shards")
         for label, count in c.obj(split["classes"], f"{key}.classes").items():
-            if not re.fullmatch(r"-?[0-9]{1,18}", label) or str(int(label)) != label:
-                c.fail(f"{key}.classes", f"{label!r} is not a class id (classes map ids like \"3\" to counts)")
+            if not _CLASS_KEY.fullmatch(label) or not CLASS_ID_MIN <= int(label) <= CLASS_ID_MAX:
+                c.fail(f"{key}.classes", f"{label!r} is not a class id (classes map ids like \"3\", {CLASS_ID_MIN}..{CLASS_ID_MAX}, to counts)")
             c.count(count, f"{key}.classes.{label}")
 
 
