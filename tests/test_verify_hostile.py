@@ -7,23 +7,35 @@ under --decode and --grid, lone compressed shards, and class names that need CSV
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import gzip
+import io
 import json
+import os
 import shutil
+import signal
+import socket
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from prep import inspect, load, verify
 from prep import summary as summaries
+from prep.encoders import ImageEncoder
 from prep.errors import InputError
 from prep.executors import LocalExecutor
-from prep.encoders import ImageEncoder
+from prep.formats import ofrecord
 from prep.labels import EmbeddedLabels
 from prep.pipeline import convert
 from prep.sources import DigitsSource, LabelEntry
 from prep.split import NoSplit
 from prep.writers import TFRecordWriter
-from test_verify import SLIM, call, edit_summary
+from test_verify import HYPOTHESIS, SLIM, call
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 HUGE_IDS = [1234567890123456789, INT64_MIN, INT64_MAX]
@@ -91,3 +103,143 @@ def test_label_map_values_outside_int64_are_refused(value):
     }
     with pytest.raises(InputError, match=r"label_map\.x: expected a class id"):
         summaries.validate(summary)
+
+
+# --- B16/B20: FIFOs, devices and sockets never hang a tool, and are reported ----------------------------
+
+
+@contextlib.contextmanager
+def deadline(seconds: int = 20):
+    """Fail instead of hanging: a blocked open() of a FIFO is interrupted by the alarm."""
+
+    def expire(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory) -> Path:
+    """An uncompressed TFRecord run with DALI index files, two shards."""
+    out = tmp_path_factory.mktemp("plain") / "run"
+    convert_digits(out, TFRecordWriter(shard_size=6, features=SLIM, dali_index=True))
+    return out
+
+
+@pytest.fixture
+def run(plain_run, tmp_path) -> Path:
+    return Path(shutil.copytree(plain_run, tmp_path / "run"))
+
+
+def shard_bytes(run: Path, i: int = 0) -> bytes:
+    return (run / json.loads((run / "summary.json").read_text())["shards"][i]["path"]).read_bytes()
+
+
+def failures(run: Path, *args: str) -> list[str]:
+    with deadline():
+        code, lines, err = call(verify.main, run, *args)
+    assert err == "" and code == (1 if any(l.startswith("FAIL") for l in lines) else 0)
+    return [l for l in lines if l.startswith("FAIL")]
+
+
+def test_tf_dataset_refuses_a_shard_that_is_a_fifo(run, tf):
+    name = json.loads((run / "summary.json").read_text())["shards"][1]["path"]
+    (run / name).unlink()
+    os.mkfifo(run / name)
+    with deadline(), pytest.raises(InputError, match=f"{name}: cannot read: not a regular file"):
+        load.tf_dataset(str(run))
+
+
+# --- B24: stray shards hidden by compression, symlinks, or prep's own folders --------------------------
+
+
+def test_the_probe_of_a_stray_file_reads_a_bounded_amount(tmp_path):
+    record = ofrecord.encode_record({"images": ("bytes", [b"x" * 5000])})
+    path = tmp_path / "big.gz"
+    path.write_bytes(gzip.compress(ofrecord.frame_header(len(record)) + record))
+    assert load.sniff_records(str(path)) == ("ofrecord", "gzip")
+    assert load.sniff_records(str(path), max_bytes=1000) is None
+
+
+# --- B25: decoding checks the size in the header against max_pixels first ---------------------------
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width x height (8-bit gray) and whose pixels are almost all missing."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def bomb_run(tmp_path_factory, photos) -> tuple[Path, int]:
+    """A passthrough run (its max_pixels raised) holding two photos and a PNG declaring 30000x30000."""
+    from conftest import crop, png_bytes
+    from prep.encoders import PassthroughEncoder
+    from prep.labels import SpaceLabels
+    from prep.sources import ImageDirSource
+
+    root = tmp_path_factory.mktemp("bomb")
+    (root / "images").mkdir()
+    (root / "images" / "a.png").write_bytes(png_bytes(crop(photos, 1)))
+    (root / "images" / "b.png").write_bytes(png_bytes(crop(photos, 2)))
+    (root / "images" / "c.png").write_bytes(png_declaring(30000, 30000))
+    (root / "labels.txt").write_text("a.png 0\nb.png 1\nc.png 2\n")
+    out = root / "run"
+    convert(
+        name="bomb", source=ImageDirSource(str(root / "images")), labels=SpaceLabels(str(root / "labels.txt")), splitter=NoSplit("train"),
+        encoder=PassthroughEncoder(max_pixels=10**10), writer=TFRecordWriter(shard_size=10, features=SLIM), executor=LocalExecutor(1),
+        output_dir=str(out), progress=False,
+    )
+    index = next(i for i, r in enumerate(load.records(str(out))) if r["image/height"] == 30000)
+    return out, index
+
+
+@pytest.fixture
+def imdecode_refuses_the_bomb(monkeypatch):
+    """cv2.imdecode, but an AssertionError for the 30000x30000 PNG: no decoder may be handed it."""
+    import cv2
+
+    real = cv2.imdecode
+
+    def imdecode(buf, flags):
+        assert bytes(buf[16:24]) != struct.pack(">II", 30000, 30000), "cv2.imdecode was handed a 30000x30000 image"
+        return real(buf, flags)
+
+    monkeypatch.setattr(cv2, "imdecode", imdecode)
+
+
+def first_size(run: Path) -> tuple[int, int]:
+    record = next(load.records(str(run)))
+    return record["image/width"], record["image/height"]
+
+
+# --- Q5: a lone compressed shard ----------------------------------------------------------------------
+
+
+def test_an_uncompressed_shard_starting_like_zlib_is_still_read_plain(tmp_path):
+    from prep.formats import tfrecord
+
+    payload = tfrecord.encode_example({"x": ("bytes", [b"y" * (0x9C78 - 23)])})  # length field starts 78 9c
+    assert len(payload) & 0xFFFF == 0x9C78
+    (tmp_path / "shard").write_bytes(tfrecord.frame(payload))
+    assert load.sniff_records(str(tmp_path / "shard")) == ("tfrecord", None)
+
+
+# --- B22: labels.csv reads back to the exact class names ----------------------------------------------
+
+
+def read_labels_csv(folder: Path) -> list[list[str]]:
+    with open(folder / "labels.csv", newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
