@@ -148,6 +148,31 @@ def failures(run: Path, *args: str) -> list[str]:
     return [l for l in lines if l.startswith("FAIL")]
 
 
+@pytest.mark.parametrize("make", ["fifo", "dev_zero"])
+def test_a_summary_that_is_a_fifo_or_dev_zero_is_one_error_line(run, make):
+    summary = run / "summary.json"
+    summary.unlink()
+    os.mkfifo(summary) if make == "fifo" else summary.symlink_to("/dev/zero")
+    message = f"error: {summary}: cannot read: not a regular file (a FIFO, socket or device)\n"
+    with deadline():
+        assert call(verify.main, run) == (1, [], message)
+        assert call(inspect.main, run) == (1, [], message)
+        with pytest.raises(InputError, match="not a regular file"):
+            next(load.records(str(run)))
+
+
+def test_a_shard_that_is_a_fifo_fails_in_verify_inspect_and_load(run):
+    name = json.loads((run / "summary.json").read_text())["shards"][0]["path"]
+    (run / name).unlink()
+    os.mkfifo(run / name)
+    assert failures(run)[0] == f"FAIL {name}: cannot read: not a regular file (a FIFO, socket or device)"
+    with deadline():
+        code, _, err = call(inspect.main, run / name)
+        assert (code, err) == (1, f"error: {run / name}: cannot read: not a regular file (a FIFO, socket or device)\n")
+        with pytest.raises(InputError, match=f"{name}: cannot read: not a regular file"):
+            list(load.records(str(run)))
+
+
 def test_tf_dataset_refuses_a_shard_that_is_a_fifo(run, tf):
     name = json.loads((run / "summary.json").read_text())["shards"][1]["path"]
     (run / name).unlink()
@@ -223,7 +248,40 @@ def first_size(run: Path) -> tuple[int, int]:
     return record["image/width"], record["image/height"]
 
 
+def test_inspect_grid_draws_a_placeholder_for_an_image_over_max_pixels(bomb_run, tmp_path, imdecode_refuses_the_bomb):
+    import cv2
+
+    run, index = bomb_run
+    grid = tmp_path / "grid.png"
+    code, lines, err = call(inspect.main, run, "--grid", grid, "--columns", "3", "-n", "0")
+    assert (code, err) == (0, "")
+    assert lines[1:] == [
+        f"note: record {index}: 30000x30000 is over max_pixels=400000000, drawn as a grey cell (raise --max-pixels to see it)",
+        f"contact sheet of 3 images: {grid} (288x118)",
+    ]
+    sheet = cv2.imread(str(grid))
+    cells = [sheet[:96, i * 96 : (i + 1) * 96] for i in range(3)]
+    assert (cells[index] == inspect.PLACEHOLDER).all()
+    assert all(cell.std() > 10 for i, cell in enumerate(cells) if i != index)  # the photos are drawn
+    code, lines, _ = call(inspect.main, run, "--grid", grid, "-n", "0", "--max-pixels", "100")
+    assert code == 0 and sum(l.startswith("note: record ") for l in lines) == 3
+
+
 # --- Q5: a lone compressed shard ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zlib"])
+def test_inspect_reads_a_lone_compressed_shard(tmp_path, compression):
+    out = tmp_path / "run"
+    convert_digits(out, TFRecordWriter(shard_size=6, features=SLIM, compression=compression))
+    name = json.loads((out / "summary.json").read_text())["shards"][0]["path"]
+    lone = tmp_path / "lone"
+    shutil.copy(out / name, lone)
+    assert load.sniff_records(str(lone)) == ("tfrecord", compression)
+    code, lines, err = call(inspect.main, lone, "-n", "1")
+    assert (code, err) == (0, "") and lines[0] == "record 0:"
+    first = next(load.records(str(out)))
+    assert f"  image/class/label: {first['image/class/label']}" in lines
 
 
 def test_an_uncompressed_shard_starting_like_zlib_is_still_read_plain(tmp_path):
