@@ -161,6 +161,23 @@ def test_a_summary_that_is_a_fifo_or_dev_zero_is_one_error_line(run, make):
             next(load.records(str(run)))
 
 
+def test_fifos_sockets_and_devices_in_the_run_folder_are_reported_unopened(run, monkeypatch):
+    os.mkfifo(run / "stray.pipe")
+    (run / "sub").mkdir()
+    os.mkfifo(run / "sub" / "digits-train.tfrecord-00009-of-00009")
+    monkeypatch.chdir(run)  # a socket's path must be short: bind it by its relative name
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind("stray.sock")
+    try:
+        assert failures(run) == [
+            "FAIL stray.pipe: not a regular file, not in summary.json",
+            "FAIL stray.sock: not a regular file, not in summary.json",
+            "FAIL sub/digits-train.tfrecord-00009-of-00009: not a regular file, not in summary.json",
+        ]
+    finally:
+        sock.close()
+
+
 def test_a_shard_that_is_a_fifo_fails_in_verify_inspect_and_load(run):
     name = json.loads((run / "summary.json").read_text())["shards"][0]["path"]
     (run / name).unlink()
@@ -184,12 +201,100 @@ def test_tf_dataset_refuses_a_shard_that_is_a_fifo(run, tf):
 # --- B24: stray shards hidden by compression, symlinks, or prep's own folders --------------------------
 
 
+def test_stray_records_are_found_whatever_their_compression_and_format(run):
+    data = shard_bytes(run)
+    (run / "backup.bin").write_bytes(gzip.compress(data))
+    (run / "backup.z").write_bytes(zlib.compress(data))
+    (run / "old.dat").write_bytes(data)
+    of_record = ofrecord.encode_record({"images": ("bytes", [b"\x89PNG"]), "labels": ("int32", [3])})
+    (run / "of.bin").write_bytes(ofrecord.frame_header(len(of_record)) + of_record)
+    (run / "notes.gz").write_bytes(gzip.compress(b"my notes, nothing like records"))
+    (run / "notes.txt").write_text("my notes")
+    assert failures(run) == [
+        "FAIL backup.bin: not in summary.json, but holds gzip-compressed tfrecord records",
+        "FAIL backup.z: not in summary.json, but holds zlib-compressed tfrecord records",
+        "FAIL of.bin: not in summary.json, but holds ofrecord records",
+        "FAIL old.dat: not in summary.json, but holds tfrecord records",
+    ]
+
+
 def test_the_probe_of_a_stray_file_reads_a_bounded_amount(tmp_path):
     record = ofrecord.encode_record({"images": ("bytes", [b"x" * 5000])})
     path = tmp_path / "big.gz"
     path.write_bytes(gzip.compress(ofrecord.frame_header(len(record)) + record))
     assert load.sniff_records(str(path)) == ("ofrecord", "gzip")
     assert load.sniff_records(str(path), max_bytes=1000) is None
+
+
+def test_symlinks_in_the_run_folder_are_reported_not_followed(run, tmp_path):
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    (ext / "backup.bin").write_bytes(shard_bytes(run))
+    (run / "more").symlink_to("../ext")
+    (run / "link.bin").symlink_to(ext / "backup.bin")
+    (run / "zero").symlink_to("/dev/zero")
+    (run / "dangling").symlink_to(tmp_path / "nowhere")
+    assert failures(run) == [
+        "FAIL dangling: not in summary.json (a symlink)",
+        "FAIL link.bin: not in summary.json (a symlink)",
+        "FAIL more: not in summary.json (a symlink)",
+        "FAIL zero: not in summary.json (a symlink)",
+    ]
+
+
+def test_a_folder_that_cannot_be_listed_is_reported(run, monkeypatch):
+    (run / "locked").mkdir()
+    real = os.scandir
+
+    def scandir(path):  # as chmod 000 would (tests may run as root, which reads any folder)
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", path)
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert failures(run) == ["FAIL locked: a folder that cannot be listed (Permission denied), so unlisted shards in it would be missed"]
+
+
+def test_a_symlinked_folder_of_listed_shards_is_reported_and_its_shards_checked(tmp_path):
+    from prep.writers import OFRecordWriter
+
+    run = tmp_path / "run"
+    convert_digits(run, OFRecordWriter(num_shards=2, features={"images": "encoded", "labels": "label:int32"}))
+    (tmp_path / "ext").mkdir()
+    shutil.move(run / "train", tmp_path / "ext" / "train")
+    (run / "train").symlink_to("../ext/train")
+    with deadline():
+        code, lines, _ = call(verify.main, run)
+    assert code == 1 and lines[:2] == ["ok   train/part-0: 6 records, " + f"{(run / 'train/part-0').stat().st_size:,} bytes", lines[1]]
+    assert lines[1].startswith("ok   train/part-1: ")
+    assert [l for l in lines if l.startswith("FAIL")] == [
+        "FAIL train: a symlink, not followed: files in it other than the listed shards are not checked",
+    ]
+
+
+def test_stray_shards_in_prep_and_hydra_folders_are_found(run):
+    data = shard_bytes(run)
+    (run / ".hydra").mkdir()
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (run / ".hydra" / name).write_text("a: 1\n")
+    (run / ".hydra" / "backup.bin").write_bytes(data)
+    (run / ".hydra" / "deeper").mkdir()
+    (run / ".hydra" / "deeper" / "config.yaml").write_text("a: 1\n")
+    (run / ".prep-manifest").mkdir()
+    (run / ".prep-manifest" / "run.json").write_bytes(data)
+    assert failures(run) == [
+        "FAIL .hydra/backup.bin: not in summary.json, in .hydra/ (which holds only config.yaml, hydra.yaml, overrides.yaml)",
+        "FAIL .hydra/deeper/config.yaml: not in summary.json, in .hydra/ (which holds only config.yaml, hydra.yaml, overrides.yaml)",
+        "FAIL .prep-manifest: an unfinished run's manifest beside summary.json",
+    ]
+
+
+def test_a_run_being_verified_before_its_summary_is_written_may_hold_its_manifest(run):
+    summary = summaries.load(str(run))
+    (run / "summary.json").unlink()
+    (run / ".prep-manifest").mkdir()
+    (run / ".prep-manifest" / "run.json").write_text("{}")
+    assert [line for ok, line in verify.verify_run(str(run), summary) if not ok] == []
 
 
 # --- B25: decoding checks the size in the header against max_pixels first ---------------------------
@@ -243,9 +348,22 @@ def imdecode_refuses_the_bomb(monkeypatch):
     monkeypatch.setattr(cv2, "imdecode", imdecode)
 
 
+def test_verify_decode_reports_an_image_over_max_pixels_without_decoding_it(bomb_run, imdecode_refuses_the_bomb):
+    run, index = bomb_run
+    shard = json.loads((run / "summary.json").read_text())["shards"][0]["path"]
+    assert failures(run, "--decode") == [f"FAIL {shard}: record {index}: 30000x30000 is over max_pixels=400000000 (raise --max-pixels to decode it)"]
+    assert failures(run, "--decode", "--max-pixels", "100") == [f"FAIL {shard}: record 0: {'x'.join(map(str, first_size(run)))} is over max_pixels=100 (raise --max-pixels to decode it)"]
+
+
 def first_size(run: Path) -> tuple[int, int]:
     record = next(load.records(str(run)))
     return record["image/width"], record["image/height"]
+
+
+def test_verify_max_pixels_must_be_positive(run):
+    with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+        verify.main([str(run), "--max-pixels", "0"])
+    assert "--max-pixels: '0': give a whole number >= 1" in err.getvalue()
 
 
 def test_inspect_grid_draws_a_placeholder_for_an_image_over_max_pixels(bomb_run, tmp_path, imdecode_refuses_the_bomb):
