@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import posixpath
 import re
@@ -78,17 +80,24 @@ def write(output_dir: str, summary: dict) -> None:
 
 
 def write_labels_csv(output_dir: str, summary: dict, class_names: list[str] | None) -> None:
-    """labels.csv beside the shards (as image2tfrecords wrote it): class id, class name, records per split."""
+    """labels.csv beside the shards (as image2tfrecords wrote it): class id, class name, records per split.
+
+    Written by the csv module, which reads every name back exactly. It quotes a name holding a comma, quote
+    or newline, but not one holding a bare \\r (with "\\n" line ends), another control character or spaces at
+    its ends: such a name is quoted here explicitly (QUOTE_NONNUMERIC on its row quotes the name alone).
+    """
     splits = list(summary["splits"])
     ids = sorted({int(label) for split in summary["splits"].values() for label in split["classes"]} | set(range(len(class_names or []))))
-    rows = ["class_id,class_name," + ",".join(splits)]
+    out = io.StringIO()
+    plain = csv.writer(out, lineterminator="\n")
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    plain.writerow(["class_id", "class_name", *splits])
     for label in ids:
         name = class_names[label] if class_names else str(label)
-        if any(c in name for c in ',"\n'):
-            name = '"' + name.replace('"', '""') + '"'
-        counts = [str(summary["splits"][split]["classes"].get(str(label), 0)) for split in splits]
-        rows.append(f"{label},{name}," + ",".join(counts))
-    _write_atomically(storage.join(output_dir, LABELS_CSV), "\n".join(rows) + "\n")
+        counts = [summary["splits"][split]["classes"].get(str(label), 0) for split in splits]
+        needs_quotes = not name.isprintable() or name != name.strip()
+        (quoted if needs_quotes else plain).writerow([label, name, *counts])
+    _write_atomically(storage.join(output_dir, LABELS_CSV), out.getvalue())
 
 
 def load(output_dir: str) -> dict:

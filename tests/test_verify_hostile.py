@@ -419,3 +419,22 @@ def read_labels_csv(folder: Path) -> list[list[str]]:
         return list(csv.reader(f))
 
 
+def test_labels_csv_quotes_what_csv_would_misread(tmp_path):
+    names = ["a\rb", "line\nbreak", "x,y", 'say "hi"', " padded ", "tab\tand\x00nul", "", "plain"]
+    summary = {"splits": {"train": {"classes": {str(i): i + 1 for i in range(len(names))}}, "test": {"classes": {"0": 4}}}}
+    summaries.write_labels_csv(str(tmp_path), summary, names)
+    rows = read_labels_csv(tmp_path)
+    assert rows[0] == ["class_id", "class_name", "train", "test"]
+    assert rows[1:] == [[str(i), name, str(i + 1), "4" if i == 0 else "0"] for i, name in enumerate(names)]
+    text = (tmp_path / "labels.csv").read_bytes()
+    assert b"\r\n" not in text and text.endswith(b"\n")
+    assert b'\n7,plain,8,0\n' in text and b'\n0,"a\rb",1,4\n' in text  # plain names stay bare
+
+
+@HYPOTHESIS
+@given(names=st.lists(st.text(st.characters(blacklist_categories=("Cs",))), min_size=1, max_size=4, unique=True))
+def test_any_class_name_round_trips_through_labels_csv(tmp_path_factory, names):
+    folder = tmp_path_factory.mktemp("csv")
+    summary = {"splits": {"train": {"classes": {str(i): 1 for i in range(len(names))}}}}
+    summaries.write_labels_csv(str(folder), summary, names)
+    assert read_labels_csv(folder) == [["class_id", "class_name", "train"]] + [[str(i), name, "1"] for i, name in enumerate(names)]
