@@ -171,6 +171,7 @@ class RawEncoder:
 
     def __init__(self, resize: int | None = None, channels: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self._image = ImageEncoder("png", resize=resize, channels=channels, max_pixels=max_pixels)
+        self.max_pixels = max_pixels
 
     def check(self, source) -> None:
         pass

@@ -1,7 +1,8 @@
 """`prep-inspect RUN_DIR|SHARD` (or `python -m prep.inspect`): print the first records, and save a contact sheet with --grid.
 
 People check a converted dataset by looking at it: shapes, labels and class names of the first records,
-and `--grid out.png` draws the first N decoded images with their labels under them.
+and `--grid out.png` draws the first N decoded images with their labels under them. Images are decoded
+only after their header's size is checked against --max-pixels: one over it is drawn as a grey cell.
 """
 
 from __future__ import annotations
@@ -10,21 +11,25 @@ import argparse
 import itertools
 import json
 import os
-import struct
 import sys
 from collections.abc import Iterator
 
-from prep import storage
+from prep import encoders, storage
 from prep import summary as summaries
 from prep.errors import EncodeError, PrepError
 from prep.formats import ofrecord, tfrecord
 from prep.formats.protowire import WireError
 from prep.headers import HEADER_FORMATS, read_header, sniff_format
-from prep.load import shard_records
+from prep.load import shard_records, sniff_records
 from prep.load import records as run_records
 
 CELL = 96  # contact-sheet cell size in pixels
 CAPTION = 22  # caption strip under each cell
+PLACEHOLDER = 200  # grey of the cell drawn for an image over max_pixels
+
+
+class OverMaxPixels(EncodeError):
+    """An image whose size is over max_pixels: not decoded."""
 
 
 def _find_summary(path: str) -> tuple[dict | None, str | None]:
@@ -36,18 +41,21 @@ def _find_summary(path: str) -> tuple[dict | None, str | None]:
     return None, None
 
 
-def _shard_format(path: str) -> str:
-    """TFRecord when the first length CRC holds, else OFRecord (which has none); an image or empty file is refused."""
-    with storage.open_read(path) as f:
-        head = f.read(16)
-    if not head:
-        raise PrepError(f"{path}: an empty file, not a shard")
-    image = sniff_format(head)
-    if image:
-        raise PrepError(f"{path}: a {image} image, not a TFRecord or OFRecord shard")
-    if len(head) >= 12 and struct.unpack("<I", head[8:12])[0] == tfrecord.masked_crc(head[:8]):
-        return "tfrecord"
-    return "ofrecord"
+def _shard_format(path: str) -> tuple[str, str | None]:
+    """(format, compression) of a shard without its summary: TFRecord when the first length CRC holds, plain
+    or inside the gzip or zlib stream its magic bytes start; else OFRecord (which has no CRC), whose reading
+    then says what is wrong. An image or empty file is refused."""
+    try:
+        with storage.open_read(path) as f:
+            head = f.read(16)
+        if not head:
+            raise PrepError(f"{path}: an empty file, not a shard")
+        image = sniff_format(head)
+        if image:
+            raise PrepError(f"{path}: a {image} image, not a TFRecord or OFRecord shard")
+        return sniff_records(path) or ("ofrecord", None)
+    except OSError as err:  # a FIFO, device or folder where a shard should be, no permission
+        raise PrepError(f"{path}: cannot read: {err.strerror or err}") from None
 
 
 class View:
@@ -86,8 +94,12 @@ class View:
             return None
         return tuple(int(v) for v in values)
 
-    def image(self, record: dict):
-        """Decoded pixels in OpenCV's BGR order, or None."""
+    def image(self, record: dict, max_pixels: int = encoders.DEFAULT_MAX_PIXELS):
+        """Decoded pixels in OpenCV's BGR order; None when the record holds no image bytes.
+
+        EncodeError says why bytes do not decode; OverMaxPixels (one of them) when the size the header (or the
+        shape features of raw pixels) gives is over max_pixels: those bytes are never handed to a decoder.
+        """
         import cv2
         import numpy as np
 
@@ -99,12 +111,17 @@ class View:
         if self.raw or (fits and not sniff_format(data[:16])):
             to_bgr = {1: cv2.COLOR_GRAY2BGR, 3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGR}
             if not fits or shape[2] not in to_bgr:
-                return None
+                raise EncodeError(f"raw pixels of {len(data)} bytes do not match height x width x channels {list(shape or [])}")
+            _check_size(shape[1], shape[0], max_pixels)
             return cv2.cvtColor(np.frombuffer(data, np.uint8).reshape(shape), to_bgr[shape[2]])
-        try:
-            return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        except cv2.error:  # bytes that are no image: its cell stays blank
-            return None
+        info = read_header(data)  # EncodeError for bytes that are no image (or a format OpenCV does not read)
+        _check_size(info.width, info.height, max_pixels)
+        return encoders.decode(data, 3, max_pixels)
+
+
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise OverMaxPixels(f"{width}x{height} is over max_pixels={max_pixels}")
 
 
 def describe(record: dict, view: View) -> str:
@@ -131,17 +148,28 @@ def describe(record: dict, view: View) -> str:
     return "\n  ".join(parts)
 
 
-def contact_sheet(records: list[dict], view: View, columns: int = 8):
-    """A grid of decoded images, each fitted into a CELL x CELL square, with its label written under it."""
+def contact_sheet(records: list[dict], view: View, columns: int = 8, max_pixels: int = encoders.DEFAULT_MAX_PIXELS):
+    """A grid of decoded images, each fitted into a CELL x CELL square, with its label written under it;
+    and a note for each image not drawn: a grey cell for one over max_pixels, a blank one for one that does
+    not decode."""
     import cv2
     import numpy as np
 
     columns = max(1, min(columns, len(records)))
     rows = -(-len(records) // columns)
     sheet = np.full((rows * (CELL + CAPTION), columns * CELL, 3), 255, np.uint8)
+    notes = []
     for i, record in enumerate(records):
         top, left = (i // columns) * (CELL + CAPTION), (i % columns) * CELL
-        image = view.image(record)
+        try:
+            image = view.image(record, max_pixels)
+        except OverMaxPixels as err:
+            image = None
+            sheet[top : top + CELL, left : left + CELL] = PLACEHOLDER
+            notes.append(f"record {i}: {err}, drawn as a grey cell (raise --max-pixels to see it)")
+        except EncodeError as err:
+            image = None
+            notes.append(f"record {i}: image does not decode ({err}), its cell is blank")
         if image is not None:
             scale = min((CELL - 4) / image.shape[1], (CELL - 4) / image.shape[0])  # a 2-pixel gap around each
             size = (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale)))
@@ -149,18 +177,18 @@ def contact_sheet(records: list[dict], view: View, columns: int = 8):
             y, x = top + (CELL - size[1]) // 2, left + (CELL - size[0]) // 2
             sheet[y : y + size[1], x : x + size[0]] = image
         cv2.putText(sheet, view.label(record)[:14], (left + 3, top + CELL + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    return sheet
+    return sheet, notes
 
 
 def load_target(target: str, split: str | None) -> tuple[Iterator[dict], dict | None]:
     if storage.isdir(target):
         summary = summaries.load(target)
         return run_records(target, split), summary
-    if not storage.isfile(target):
+    if not storage.exists(target):
         raise PrepError(f"{target}: no such run directory or shard file")
     summary, _ = _find_summary(target) if not storage.is_url(target) else (None, None)
-    fmt = summary["format"] if summary else _shard_format(target)
-    records = shard_records(target, fmt, (summary or {}).get("compression"))
+    fmt, compression = (summary["format"], summary.get("compression")) if summary else _shard_format(target)
+    records = shard_records(target, fmt, compression)
     try:
         first = next(records, None)
     except (tfrecord.RecordError, ofrecord.RecordError, WireError) as err:  # the first record does not read: no shard
@@ -205,6 +233,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.inspect") ->
     parser.add_argument("--grid", metavar="PNG", help="save a contact sheet of the first --count images")
     parser.add_argument("--count", type=_count(1), default=32, help="images in the contact sheet (default 32)")
     parser.add_argument("--columns", type=_count(1), default=8, help="contact-sheet columns (default 8)")
+    parser.add_argument("--max-pixels", type=_count(1), default=encoders.DEFAULT_MAX_PIXELS,
+                        help=f"draw images of at most this many pixels; larger ones are not decoded (default {encoders.DEFAULT_MAX_PIXELS:,})")
     args = parser.parse_args(argv)
     try:
         stream, summary = load_target(args.target, args.split)
@@ -220,7 +250,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.inspect") ->
         if args.grid:
             import cv2
 
-            sheet = contact_sheet(first[: args.count], view, args.columns)
+            sheet, notes = contact_sheet(first[: args.count], view, args.columns, args.max_pixels)
+            for note in notes:
+                print(f"note: {note}")
             try:
                 written = cv2.imwrite(args.grid, sheet)
             except cv2.error:  # OpenCV raises for an extension it has no writer for

@@ -3,13 +3,21 @@ and a pure-Python reader of every record (TFRecord or OFRecord) as dicts. Tensor
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+import struct
+import zlib
 from collections.abc import Iterator
 
 from prep import storage
 from prep import summary as summaries
-from prep.errors import ConfigError, InputError
-from prep.formats import ofrecord, tfrecord
+from prep.errors import ConfigError, InputError, PrepError
+from prep.formats import ofrecord, protowire, tfrecord
 from prep.formats.protowire import WireError
+
+PROBE_BYTES = 64 << 20  # what sniff_records reads at most (decompressed) to find a file's first record
+_ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")  # a 32K window at each compression level
 
 
 def shard_paths(run_dir: str, split: str | None, summary: dict | None = None) -> list[str]:
@@ -64,6 +72,71 @@ def shard_payloads(path: str, fmt: str, compression: str | None = None) -> Itera
                 yield payload
 
 
+def compressions_by_magic(head: bytes) -> list[str]:
+    """The compressions a file's first bytes may start (gzip 1f 8b; zlib 78 01, 5e, 9c or da).
+
+    "May": an uncompressed shard's first length field can begin with the same bytes (a 40,056-byte record
+    starts 78 9c), so a caller tries the file plain first and these only when that fails.
+    """
+    found = []
+    if head[:2] == b"\x1f\x8b":
+        found.append("gzip")
+    if head[:2] in _ZLIB_HEADERS:
+        found.append("zlib")
+    return found
+
+
+class _Capped:
+    """At most `limit` bytes of a stream: a probe never reads a whole large file or inflates a zip bomb."""
+
+    def __init__(self, stream, limit: int) -> None:
+        self._stream, self._left = stream, limit
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._stream.read(size) if size else b""
+        self._left -= len(data)
+        return data
+
+
+def sniff_records(path: str, max_bytes: int = PROBE_BYTES) -> tuple[str, str | None] | None:
+    """(format, compression) under which a file's first record reads as prep's records, else None.
+
+    TFRecord when the first length field's CRC holds (a 1 in 2**32 chance for other bytes), read plain, then
+    through each compression its magic bytes allow; else OFRecord (which has no CRC) when its first record
+    decodes to features. Reads at most `max_bytes` (decompressed) per try, so a first OFRecord larger than
+    that is not recognized; only a regular file is opened (OSError otherwise, as storage.open_read).
+    """
+    with storage.open_read(path) as f:
+        head = f.read(16)
+    compressions = [None, *compressions_by_magic(head)]
+
+    def first(compression: str | None, read) -> bool:
+        try:
+            with storage.open_read(path) as f:
+                return read(_Capped(tfrecord.decompressing(f, compression), max_bytes))
+        except (PrepError, OSError, EOFError, zlib.error):  # not this compression, or not records
+            return False
+
+    def tfrecord_length(stream) -> bool:
+        head = stream.read(12)
+        return len(head) == 12 and struct.unpack("<I", head[8:])[0] == tfrecord.masked_crc(head[:8])
+
+    def ofrecord_features(stream) -> bool:
+        head = stream.read(8)
+        size = struct.unpack("<q", head)[0] if len(head) == 8 else 0
+        if not 0 < size <= max_bytes - 8:  # none, or more than the probe may read: not read at all
+            return False
+        payload = protowire.read_exact(stream, size)
+        return len(payload) == size and bool(ofrecord.decode_record(payload))
+
+    for fmt, read in (("tfrecord", tfrecord_length), ("ofrecord", ofrecord_features)):
+        for compression in compressions:
+            if first(compression, read):
+                return fmt, compression
+    return None
+
+
 def payloads(run_dir: str, split: str | None = None, summary: dict | None = None) -> Iterator[bytes]:
     """The serialized records of a run, shard after shard."""
     summary = summary or summaries.load(run_dir)
@@ -100,6 +173,9 @@ def tf_dataset(run_dir: str, split: str = "train", *, decode: bool = True, chann
         return image, label
 
     files = shard_paths(run_dir, split, summary)
+    if not storage.is_url(run_dir):
+        for path in files:  # TensorFlow opens files itself: a FIFO would block it, so only regular files go in
+            _check_regular(path)
     compression = {"gzip": "GZIP", "zlib": "ZLIB"}.get(summary.get("compression") or "", "")
     if storage.is_url(run_dir):
         # TensorFlow no longer reads s3:// itself: stream the records through fsspec instead.
@@ -109,3 +185,14 @@ def tf_dataset(run_dir: str, split: str = "train", *, decode: bool = True, chann
     else:
         dataset = tf.data.TFRecordDataset(files, compression_type=compression)
     return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_regular(path: str) -> None:
+    """InputError unless `path` is a regular file (stat, so a FIFO is not opened)."""
+    try:
+        mode = os.stat(storage.local(path)).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
+                          "is a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)")
+    except OSError as err:
+        raise InputError(f"{path}: cannot read: {err.strerror or err}") from None

@@ -262,7 +262,11 @@ def _run(*, name, source, listing, splits, plans, recorded, skipped, splitter, e
     if verify:
         from prep.verify import verify_run
 
-        failures = [line for ok, line in verify_run(output_dir, summary, decode=True) if not ok]
+        from prep.encoders import DEFAULT_MAX_PIXELS
+
+        # the run's own decompression-bomb limit, so a run allowed larger images also verifies them
+        max_pixels = getattr(encoder, "max_pixels", DEFAULT_MAX_PIXELS)
+        failures = [line for ok, line in verify_run(output_dir, summary, decode=True, max_pixels=max_pixels) if not ok]
         if failures:
             raise WriteError(f"verify=true: {len(failures)} check(s) failed, no summary.json written: {failures[0]}")
         log.info("verify: every shard re-read and checked")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import posixpath
 import re
@@ -18,6 +20,10 @@ from prep.writers import FIELD_TYPES
 KINDS = {"tfrecord": tuple(tfrecord.KINDS), "ofrecord": tuple(ofrecord.KINDS)}
 COMPRESSIONS = (None, "gzip", "zlib")
 PATTERN_FIELDS = ("dataset", "split", "index", "number", "count")
+# Class ids are stored as int64 (TFRecord's and OFRecord's widest integer): every one of them is a class.
+CLASS_ID_MIN, CLASS_ID_MAX = -(2**63), 2**63 - 1
+_CLASS_KEY = re.compile(r"0|-?[1-9][0-9]{0,18}")  # int64 in decimal: at most 19 digits, no leading zero or "-0"
+
 
 def build(*, name: str, writer, listing, splits: list[str], results: list[ShardResult], seconds: float, run_info: dict) -> dict:
     written = [r for r in results if r.num_records]  # a shard whose images were all skipped is not written
@@ -74,17 +80,24 @@ def write(output_dir: str, summary: dict) -> None:
 
 
 def write_labels_csv(output_dir: str, summary: dict, class_names: list[str] | None) -> None:
-    """labels.csv beside the shards (as image2tfrecords wrote it): class id, class name, records per split."""
+    """labels.csv beside the shards (as image2tfrecords wrote it): class id, class name, records per split.
+
+    Written by the csv module, which reads every name back exactly. It quotes a name holding a comma, quote
+    or newline, but not one holding a bare \\r (with "\\n" line ends), another control character or spaces at
+    its ends: such a name is quoted here explicitly (QUOTE_NONNUMERIC on its row quotes the name alone).
+    """
     splits = list(summary["splits"])
     ids = sorted({int(label) for split in summary["splits"].values() for label in split["classes"]} | set(range(len(class_names or []))))
-    rows = ["class_id,class_name," + ",".join(splits)]
+    out = io.StringIO()
+    plain = csv.writer(out, lineterminator="\n")
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    plain.writerow(["class_id", "class_name", *splits])
     for label in ids:
         name = class_names[label] if class_names else str(label)
-        if any(c in name for c in ',"\n'):
-            name = '"' + name.replace('"', '""') + '"'
-        counts = [str(summary["splits"][split]["classes"].get(str(label), 0)) for split in splits]
-        rows.append(f"{label},{name}," + ",".join(counts))
-    _write_atomically(storage.join(output_dir, LABELS_CSV), "\n".join(rows) + "\n")
+        counts = [summary["splits"][split]["classes"].get(str(label), 0) for split in splits]
+        needs_quotes = not name.isprintable() or name != name.strip()
+        (quoted if needs_quotes else plain).writerow([label, name, *counts])
+    _write_atomically(storage.join(output_dir, LABELS_CSV), out.getvalue())
 
 
 def load(output_dir: str) -> dict:
@@ -138,6 +151,11 @@ class _Checker:
             self.fail(key, f"expected a whole number >= 0, got {_shown(value)}")
         return value
 
+    def class_id(self, value, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not CLASS_ID_MIN <= value <= CLASS_ID_MAX:
+            self.fail(key, f"expected a class id (a whole number in {CLASS_ID_MIN}..{CLASS_ID_MAX}), got {_shown(value)}")
+        return value
+
     def choice(self, value, key: str, choices) -> None:
         choices = list(choices)  # a list, so an unhashable value is simply not in it
         if isinstance(value, bool) or value not in choices:
@@ -181,7 +199,7 @@ def validate(summary, where: str = SUMMARY) -> dict:
     label_map = c.obj(summary.get("label_map", {}), "label_map")
     names_of: dict[int, str] = {}
     for name, label in label_map.items():
-        c.count(label, f"label_map.{name}")
+        c.class_id(label, f"label_map.{name}")
         if label in names_of:
             c.fail(f"label_map.{name}", f"class id {label} is already {names_of[label]!r}")
         names_of[label] = name
@@ -202,8 +220,8 @@ def _check_splits(c: _Checker, splits) -> None:
         c.count(split["num_records"], f"{key}.num_records")
         c.count(split["num_shards"], f"{key}.num_shards")
         for label, count in c.obj(split["classes"], f"{key}.classes").items():
-            if not re.fullmatch(r"-?[0-9]{1,18}", label) or str(int(label)) != label:
-                c.fail(f"{key}.classes", f"{label!r} is not a class id (classes map ids like \"3\" to counts)")
+            if not _CLASS_KEY.fullmatch(label) or not CLASS_ID_MIN <= int(label) <= CLASS_ID_MAX:
+                c.fail(f"{key}.classes", f"{label!r} is not a class id (classes map ids like \"3\", {CLASS_ID_MIN}..{CLASS_ID_MAX}, to counts)")
             c.count(count, f"{key}.classes.{label}")
 
 

@@ -1,10 +1,13 @@
-"""`prep-verify OUTPUT_DIR [--decode]` (or `python -m prep.verify`): check that summary.json says exactly what the shards hold.
+"""`prep-verify OUTPUT_DIR [--decode [--max-pixels N]]` (or `python -m prep.verify`): check that summary.json says exactly what the shards hold.
 
 Re-reads every shard summary.json lists: framing and CRCs (TFRecord), record counts, sizes, sha256, that
 every record holds exactly the features summary.json lists with their types, that class texts match
-label_map, the extra files beside each shard (DALI index), and with --decode that every image decodes.
-Then checks summary.json's numbers against each other and against the labels read (totals, shards and
-classes per split), and looks for files in the folder that look like shards but are not listed.
+label_map, the extra files beside each shard (DALI index), and with --decode that every image decodes
+(its header's size checked against --max-pixels first). Then checks summary.json's numbers against each
+other and against the labels read (totals, shards and classes per split), and looks through the folder
+for what a finished run does not hold: files that look like shards (named like one, holding records of
+any format and compression, or .partial) but are not listed, symlinks, FIFOs, sockets and devices, an
+unfinished run's manifest, and files in .hydra/ other than Hydra's three. Only regular files are opened.
 One line per shard, then the totals, one line per split and the folder; exit status 1 on any mismatch.
 """
 
@@ -15,21 +18,24 @@ import hashlib
 import json
 import os
 import re
+import stat
 import string
 import sys
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from prep import storage
+from prep import encoders, storage
 from prep import summary as summaries
-from prep.errors import PrepError
+from prep.errors import EncodeError, PrepError
 from prep.formats import ofrecord, protowire, tfrecord
-from prep.outputs import LABELS_CSV, MANIFEST, SUMMARY
+from prep.headers import read_header
+from prep.load import sniff_records
+from prep.outputs import HYDRA, LABELS_CSV, LOCK, LOG, MANIFEST, SUMMARY
 
-# What a run folder holds besides its shards (top level only): prep's and Hydra's own files.
-KNOWN_FILES = {SUMMARY, LABELS_CSV, "prep.log", ".prep-lock"}
-KNOWN_DIRS = {".hydra", MANIFEST, ".prep-lock"}
+# What a run folder holds besides its shards (top level only): prep's own files, and Hydra's folder with
+# the three files prep saves there (runlog.save_config).
+KNOWN_FILES = {SUMMARY, LABELS_CSV, LOG, LOCK}
+HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
 
 class _HashingReader:
@@ -96,10 +102,7 @@ class RecordRules:
             return int(value)
         return value if isinstance(value, int) else None
 
-    def decode_problem(self, record: dict[str, tuple[str, list]]) -> str | None:
-        import cv2
-        import numpy as np
-
+    def decode_problem(self, record: dict[str, tuple[str, list]], max_pixels: int = encoders.DEFAULT_MAX_PIXELS) -> str | None:
         data = record[self.image_key][1][0]
         if not isinstance(data, bytes) or not data:
             return "image is empty"
@@ -108,11 +111,18 @@ class RecordRules:
             if not all(isinstance(n, int) and n > 0 for n in shape) or len(data) != shape[0] * shape[1] * shape[2]:
                 return f"raw pixels of {len(data)} bytes do not match height x width x channels {shape}"
             return None
+        # The header's size first: a decoder allocates the whole image before it reads a pixel.
         try:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        except cv2.error:
-            image = None
-        return "image does not decode" if image is None else None
+            info = read_header(data)
+        except EncodeError as err:
+            return f"image does not decode ({err})"
+        if info.width * info.height > max_pixels:
+            return f"{info.width}x{info.height} is over max_pixels={max_pixels} (raise --max-pixels to decode it)"
+        try:
+            encoders.decode(data, None, max_pixels)
+        except EncodeError as err:
+            return f"image does not decode ({err})"
+        return None
 
 
 def _shown(value) -> str:
@@ -135,7 +145,10 @@ def _records(stream, summary: dict, name: str):
     return ofrecord.read_records(stream, name), ofrecord.decode_record
 
 
-def check_shard(output_dir: str, shard: dict, summary: dict, decode: bool = False, rules: RecordRules | None = None) -> ShardCheck:
+def check_shard(
+    output_dir: str, shard: dict, summary: dict, decode: bool = False, rules: RecordRules | None = None,
+    max_pixels: int = encoders.DEFAULT_MAX_PIXELS,
+) -> ShardCheck:
     """Read one shard whole: its problem (None when it is as the summary says) and the labels it holds."""
     rules = rules or RecordRules(summary)
     path = storage.join(output_dir, shard["path"])
@@ -150,7 +163,7 @@ def check_shard(output_dir: str, shard: dict, summary: dict, decode: bool = Fals
             for offset, payload in records:
                 frames.append(f"{offset} {16 + len(payload)}")
                 record = decode_record(payload)
-                problem = rules.problem(record) or (rules.decode_problem(record) if decode else None)
+                problem = rules.problem(record) or (rules.decode_problem(record, max_pixels) if decode else None)
                 if problem:
                     return ShardCheck(f"record {count}: {problem}")
                 if rules.label_key is not None:
@@ -198,9 +211,9 @@ def _extra_files_problem(output_dir: str, shard: dict, frames: list[str]) -> str
     return None
 
 
-def verify_shard(output_dir: str, shard: dict, summary: dict, decode: bool = False) -> str | None:
+def verify_shard(output_dir: str, shard: dict, summary: dict, decode: bool = False, max_pixels: int = encoders.DEFAULT_MAX_PIXELS) -> str | None:
     """None when the shard is as the summary says, else what is wrong (with the record index)."""
-    return check_shard(output_dir, shard, summary, decode).problem
+    return check_shard(output_dir, shard, summary, decode, max_pixels=max_pixels).problem
 
 
 def _totals_line(summary: dict, checks: list[ShardCheck], rules: RecordRules) -> tuple[bool, str]:
@@ -267,55 +280,105 @@ def shard_name_regex(pattern: str) -> re.Pattern:
     return re.compile("".join(parts))
 
 
-def _folder_files(output_dir: str) -> list[str]:
-    """Every file below the run folder (relative, "/"-separated), except in Hydra's and prep's own folders."""
-    if storage.is_url(output_dir):
-        return [p for p in storage.find(output_dir) if p.split("/", 1)[0] not in KNOWN_DIRS]
-    root = storage.local(output_dir)
+def _folder_entries(output_dir: str) -> list[tuple[str, str]]:
+    """Every entry below the run folder that is not a plain folder, as (relative "/"-separated path, kind):
+    "file", "symlink" (to anything, never followed), "special" (FIFO, socket, device), or for a folder that
+    cannot be listed "cannot list: <why>". Nothing is opened, so no entry can block or feed an endless read."""
+    if storage.is_url(output_dir):  # object stores hold only objects
+        return [(p, "file") for p in storage.find(output_dir)]
     found = []
-    for folder, dirs, files in os.walk(root):
-        rel = os.path.relpath(folder, root)
-        if rel == ".":
-            dirs[:] = [d for d in dirs if d not in KNOWN_DIRS]
-        found += [name if rel == "." else f"{rel}/{name}".replace(os.sep, "/") for name in files]
+    folders = [(storage.local(output_dir), "")]  # a stack, not recursion: any depth of folders is fine
+    while folders:
+        folder, prefix = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                entries = list(entries)
+        except OSError as err:
+            found.append((prefix.rstrip("/") or ".", f"cannot list: {err.strerror or err}"))
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:  # gone since the listing
+                continue
+            if stat.S_ISLNK(mode):
+                found.append((rel, "symlink"))
+            elif stat.S_ISDIR(mode):
+                folders.append((entry.path, rel + "/"))
+            else:
+                found.append((rel, "file" if stat.S_ISREG(mode) else "special"))
     return sorted(found)
 
 
-def _holds_records(path: str, summary: dict) -> bool:
-    """Whether a file's first record reads as a non-empty record of the run's format (compressed like it, or not)."""
-    for compression in {summary.get("compression"), None}:
-        try:
-            with storage.open_read(path) as f:
-                records, decode_record = _records(f, {**summary, "compression": compression}, path)
-                for _, payload in records:
-                    return bool(decode_record(payload))
-        except (PrepError, OSError, EOFError, zlib.error):
-            pass
-    return False
+def _records_in(path: str) -> str | None:
+    """What records a stray file holds ("tfrecord", "gzip-compressed tfrecord", ...), trying every format and
+    compression, whatever the run's own; None when its first record reads as none of them."""
+    try:
+        found = sniff_records(path)
+    except OSError:  # gone, or no permission: nothing to say about its contents
+        return None
+    if found is None:
+        return None
+    fmt, compression = found
+    return f"{compression}-compressed {fmt}" if compression else fmt
 
 
 def unlisted_lines(output_dir: str, summary: dict) -> list[tuple[bool, str]]:
-    """A FAIL line for each file that looks like a shard (named like one, holding records, or .partial) but is not listed."""
+    """A FAIL line for each entry of the run folder a finished run does not hold: a file that looks like a
+    shard (named like one, holding records, or .partial) but is not listed, a symlink, a FIFO, socket or
+    device, an unfinished run's manifest (beside summary.json), anything in .hydra/ but Hydra's three files."""
     listed = {s["path"] for s in summary["shards"]} | {n for s in summary["shards"] for n in _extra_files(output_dir, s)}
     named_like = shard_name_regex(summary["pattern"]) if "pattern" in summary else None
+    # verify=true checks a run before its summary.json is written, while its manifest is still there.
+    finished = storage.exists(storage.join(output_dir, SUMMARY))
     lines = []
-    for rel in _folder_files(output_dir):
+    manifest_reported = False
+    for rel, kind in _folder_entries(output_dir):
+        top = rel.split("/", 1)[0]
+        if top == MANIFEST:
+            if finished and not manifest_reported:
+                lines.append((False, f"FAIL {MANIFEST}: an unfinished run's manifest beside {SUMMARY}"))
+            manifest_reported = True
+            continue
         if rel in listed or rel in KNOWN_FILES:
+            continue  # a listed file is checked with its shard; prep's own files are never read as shards
+        if kind.startswith("cannot list: "):
+            lines.append((False, f"FAIL {rel}: a folder that cannot be listed ({kind.removeprefix('cannot list: ')}), so unlisted shards in it would be missed"))
+            continue
+        if kind == "symlink" and any(path.startswith(rel + "/") for path in listed):
+            lines.append((False, f"FAIL {rel}: a symlink, not followed: files in it other than the listed shards are not checked"))
+            continue
+        if kind == "symlink":
+            lines.append((False, f"FAIL {rel}: not in summary.json (a symlink)"))
+            continue
+        if kind == "special":
+            lines.append((False, f"FAIL {rel}: not a regular file, not in summary.json"))
+            continue
+        if top == HYDRA and rel.partition("/")[2] in HYDRA_FILES:
             continue
         if rel.endswith(".partial"):
             why = "a .partial file left by an unfinished write"
+        elif top == HYDRA:
+            why = f"in {HYDRA}/ (which holds only {', '.join(HYDRA_FILES)})"
         elif named_like is not None and named_like.fullmatch(rel):
             why = f"but named like a shard ({summary['pattern']})"
-        elif _holds_records(storage.join(output_dir, rel), summary):
-            why = f"but holds {summary['format']} records"
         else:
-            continue
+            records = _records_in(storage.join(output_dir, rel))
+            if records is None:
+                continue
+            why = f"but holds {records} records"
         lines.append((False, f"FAIL {rel}: not in summary.json, {why}"))
     return lines or [(True, "ok   folder: no unlisted shards")]
 
 
-def verify_run(output_dir: str, summary: dict | None = None, decode: bool = False) -> list[tuple[bool, str]]:
-    """(ok, line): one per shard in summary order, then the totals, one per split, and the folder's."""
+def verify_run(
+    output_dir: str, summary: dict | None = None, decode: bool = False, max_pixels: int = encoders.DEFAULT_MAX_PIXELS,
+) -> list[tuple[bool, str]]:
+    """(ok, line): one per shard in summary order, then the totals, one per split, and the folder's.
+
+    decode: also decode every image, none larger than max_pixels (a larger one is a FAIL, never decoded).
+    """
     if summary is None:
         summary = summaries.load(output_dir)
     else:
@@ -326,7 +389,7 @@ def verify_run(output_dir: str, summary: dict | None = None, decode: bool = Fals
     lines = []
     checks: dict[str, ShardCheck] = {}
     for shard in summary["shards"]:
-        check = checks[shard["path"]] = check_shard(output_dir, shard, summary, decode, rules)
+        check = checks[shard["path"]] = check_shard(output_dir, shard, summary, decode, rules, max_pixels)
         if check.problem:
             lines.append((False, f"FAIL {shard['path']}: {check.problem}"))
         else:
@@ -336,6 +399,16 @@ def verify_run(output_dir: str, summary: dict | None = None, decode: bool = Fals
         split_checks = [checks[s["path"]] for s in summary["shards"] if s["split"] == name]
         lines.append(_split_line(name, split, summary, split_checks, rules))
     return lines + unlisted_lines(output_dir, summary)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 1")
+    return value
 
 
 EXAMPLES = """examples:
@@ -356,10 +429,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.verify") -> 
     )
     parser.add_argument("output_dir", help="a finished run's output directory (with summary.json)")
     parser.add_argument("--decode", action="store_true", help="also decode every image")
+    parser.add_argument("--max-pixels", type=_positive, default=encoders.DEFAULT_MAX_PIXELS,
+                        help=f"with --decode: a larger image fails unread (default {encoders.DEFAULT_MAX_PIXELS:,}, as prep's)")
     args = parser.parse_args(argv)
     try:
         summary = summaries.load(args.output_dir)
-        lines = verify_run(args.output_dir, summary, decode=args.decode)
+        lines = verify_run(args.output_dir, summary, decode=args.decode, max_pixels=args.max_pixels)
     except (PrepError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

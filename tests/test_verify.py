@@ -269,7 +269,7 @@ def test_unlisted_shard_like_files_are_reported_and_known_files_are_not(run):
     (run / "sub").mkdir()
     (run / "sub" / "old.tfrecord.partial").write_bytes(b"")
     (run / "notes.txt").write_text("my notes")
-    for known in (".hydra/config.yaml", ".prep-manifest/run.json", "prep.log", ".prep-lock"):
+    for known in (".hydra/config.yaml", ".hydra/hydra.yaml", "prep.log", ".prep-lock", "labels.csv"):
         (run / known).parent.mkdir(exist_ok=True)
         (run / known).write_bytes(shard)  # even holding records, prep's and Hydra's own files are not shards
     code, lines, _ = call(verify.main, run)
