@@ -8,7 +8,7 @@ import signal
 import sys
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from prep.config import conf_dir, register
 
@@ -63,7 +63,8 @@ def main(cfg: DictConfig) -> None:
             sys.exit(status)
 
     try:
-        run(cfg, overrides=list(hydra_cfg.overrides.task), on_claim=claim)
+        # unresolved: an override's text may hold an interpolation (`output_dir=${oc.env:X}`) that cannot resolve
+        run(cfg, overrides=OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False), on_claim=claim)
     except PrepError as err:
         # A user mistake: one line (also in the run's log file), no traceback.
         log.error("error: %s", err)

@@ -190,14 +190,14 @@ def convert(
         if on_claim is not None:
             on_claim()
         return _run(
-            name=name, source=source, listing=listing, splits=splits, plans=plans, recorded=recorded, skipped=skipped,
+            name=name, source=source, listing=listing, splits=splits, plans=plans, recorded=recorded, resuming=resume, skipped=skipped,
             splitter=splitter, encoder=encoder, writer=writer, executor=executor, output_dir=output_dir,
             on_error=on_error, max_skipped=max_skipped, limit_skipped=limit_skipped, verify=verify,
             run_info=run_info, progress=progress, started=started,
         )
 
 
-def _run(*, name, source, listing, splits, plans, recorded, skipped, splitter, encoder, writer, executor, output_dir,
+def _run(*, name, source, listing, splits, plans, recorded, resuming, skipped, splitter, encoder, writer, executor, output_dir,
          on_error, max_skipped, limit_skipped, verify, run_info, progress, started) -> dict:
     manifest = outputs.Manifest(output_dir, run_info.get("config_fingerprint", ""))
     results: list[ShardResult] = []
@@ -210,7 +210,9 @@ def _run(*, name, source, listing, splits, plans, recorded, skipped, splitter, e
             results.append(kept)
         else:
             todo.append(plan)
-    if recorded:
+    if recorded or (resuming and manifest.header()):
+        # Also when no shard was recorded: an overwrite interrupted while deleting left its list of files
+        # still to delete in the manifest, and they go now.
         outputs.settle_resume(output_dir, manifest, recorded, {r.path for r in results}, plans)
         log.info("resume: %d of %d shards are finished and unchanged, writing %d", len(results), len(plans), len(todo))
     manifest.start([plan.path for plan in plans])

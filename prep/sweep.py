@@ -29,7 +29,7 @@ def _overrides(job_dir: str) -> list[str]:
         return []
     from omegaconf import OmegaConf
 
-    return [str(o) for o in OmegaConf.load(path)]
+    return [str(o) for o in OmegaConf.to_container(OmegaConf.load(path), resolve=False)]
 
 
 def common_overrides(sweep_dir: str) -> list[str]:

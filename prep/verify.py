@@ -156,6 +156,9 @@ def check_shard(
     formats: Counter = Counter()
     frames = []  # (offset, framed size) of every record, for the DALI index
     count = 0
+    if not storage.is_url(path) and os.path.islink(path):
+        # A run writes its shards as files: a symlink in a shard's place reads something outside the run.
+        return ShardCheck(f"a symlink to {os.path.realpath(path)}, not the shard the run wrote")
     try:
         with storage.open_read(path) as f:
             reader = _HashingReader(f)

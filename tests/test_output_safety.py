@@ -638,3 +638,47 @@ def test_a_failed_sweep_job_does_not_stop_the_others(tmp_path):
     assert (sweep / "1" / "summary.json").exists() and not (sweep / "0" / "summary.json").exists()
     table = (sweep / "sweep_summary.csv").read_text().splitlines()
     assert table[1].startswith("0,") and ",failed," in table[1] and ",ok," in table[2]
+
+
+def test_resume_after_an_overwrite_killed_while_deleting_clears_the_old_run(tmp_path, monkeypatch):
+    from prep import storage
+
+    out = tmp_path / "out"
+    run(out, limit=60, shard_size=5, pattern="{split}/old-{index}")
+    real, removed = storage.remove, []
+
+    def dies_midway(path):
+        if len(removed) == 3:
+            raise KeyboardInterrupt
+        removed.append(path)
+        real(path)
+
+    monkeypatch.setattr(storage, "remove", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        run(out, limit=60, shard_size=10, pattern="{split}/new-{index}", overwrite=True)
+    monkeypatch.setattr(storage, "remove", real)
+    summary = run(out, limit=60, shard_size=10, pattern="{split}/new-{index}", resume=True)
+    assert sorted(str(p.relative_to(out)) for p in (out / "train").iterdir()) == sorted(s["path"] for s in summary["shards"])
+    from prep.verify import verify_run
+
+    assert all(ok for ok, _ in verify_run(str(out)))
+
+
+def test_an_override_that_cannot_resolve_is_one_line(tmp_path):
+    proc = run_prep("output_dir=${oc.env:PREP_TEST_NOT_SET}", f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert proc.returncode == 1 and "Environment variable 'PREP_TEST_NOT_SET' not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_verify_does_not_follow_a_shard_replaced_by_a_symlink(tmp_path):
+    out = tmp_path / "out"
+    summary = run(out, limit=20, shard_size=10)
+    shard = out / summary["shards"][0]["path"]
+    copy = tmp_path / "elsewhere"
+    copy.write_bytes(shard.read_bytes())
+    shard.unlink()
+    shard.symlink_to(copy)
+    from prep.verify import verify_run
+
+    lines = [line for ok, line in verify_run(str(out)) if not ok]
+    assert lines and "a symlink to" in lines[0] and "not the shard the run wrote" in lines[0]
