@@ -108,13 +108,6 @@ def read_bytes(path: str, limit: int = MAX_READ_BYTES) -> bytes:
         return f.read()
 
 
-def open_text(path: str):
-    """Text lines with universal newlines (CRLF is fine) and a UTF-8 byte-order mark removed."""
-    if is_url(path):
-        return io.TextIOWrapper(open_read(path), encoding="utf-8-sig", newline=None)
-    return open(local(path), encoding="utf-8-sig", newline=None)
-
-
 def listdir(path: str) -> list[str]:
     """Names directly inside a folder (or under a prefix); [] when there is none."""
     if is_url(path):

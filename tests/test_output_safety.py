@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -188,23 +189,51 @@ def test_refused_rerun_keeps_the_saved_config_for_the_exact_rerun(tmp_path):
 # ------------------------------------------------------------------ resume never mixes runs
 
 
-def _interrupted(out, source, labels, fail_at: int, **kwargs):
-    """A run whose shard task for shard `fail_at` dies, as a killed run leaves the folder."""
+@contextlib.contextmanager
+def shard_task_dies(index: int):
+    """The shard task for shard `index` is interrupted, as a killed run leaves the folder."""
     from prep import pipeline
 
     real = pipeline.write_shard
 
     def dying(job, plan):
-        if plan.index == fail_at:
+        if plan.index == index:
             raise KeyboardInterrupt
         return real(job, plan)
 
     pipeline.write_shard = dying
     try:
         with pytest.raises(KeyboardInterrupt):
-            run(out, source, labels, shard_size=4, **kwargs)
+            yield
     finally:
         pipeline.write_shard = real
+
+
+@contextlib.contextmanager
+def deleting_dies_after(monkeypatch, count: int):
+    """storage.remove is interrupted after `count` deletions; yields the paths it did delete."""
+    from prep import storage
+
+    real, removed = storage.remove, []
+
+    def dies_midway(path):
+        if len(removed) == count:
+            raise KeyboardInterrupt
+        removed.append(path)
+        real(path)
+
+    monkeypatch.setattr(storage, "remove", dies_midway)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield removed
+    finally:
+        monkeypatch.setattr(storage, "remove", real)
+
+
+def _interrupted(out, source, labels, fail_at: int, **kwargs):
+    """A run whose shard task for shard `fail_at` dies."""
+    with shard_task_dies(fail_at):
+        run(out, source, labels, shard_size=4, **kwargs)
 
 
 def test_resume_after_labels_change_rewrites_everything_affected(tmp_path, photo_folder):
@@ -447,22 +476,10 @@ def test_fifos_and_folders_named_in_a_label_file_say_what_they_are(tmp_path, pho
 
 
 def test_an_interrupted_overwrite_never_looks_finished(tmp_path, monkeypatch):
-    from prep import storage
-
     out = tmp_path / "out"
     run(out, limit=60, shard_size=5)
-    real, removed = storage.remove, []
-
-    def dies_midway(path):
-        if len(removed) == 4:
-            raise KeyboardInterrupt
-        removed.append(path)
-        real(path)
-
-    monkeypatch.setattr(storage, "remove", dies_midway)
-    with pytest.raises(KeyboardInterrupt):
+    with deleting_dies_after(monkeypatch, 4) as removed:
         run(out, limit=60, shard_size=5, overwrite=True)
-    monkeypatch.setattr(storage, "remove", real)
     assert removed[0].endswith("summary.json") and not (out / "summary.json").exists()
     with pytest.raises(ConfigError, match="holds an unfinished run"):
         run(out, limit=60, shard_size=5)
@@ -502,15 +519,8 @@ def test_resume_rewrites_a_shard_whose_index_file_was_changed(tmp_path, photo_fo
             executor=LocalExecutor(1), output_dir=str(out), progress=False, **kwargs,
         )
 
-    from prep import pipeline
-
-    real = pipeline.write_shard
-    pipeline.write_shard = lambda job, plan: (_ for _ in ()).throw(KeyboardInterrupt) if plan.index == 2 else real(job, plan)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            go()
-    finally:
-        pipeline.write_shard = real
+    with shard_task_dies(2):
+        go()
     (out / "t-train.tfrecord-00000-of-00003.idx").write_text("0 100\n")
     go(resume=True)
     from prep.verify import verify_run
@@ -526,27 +536,16 @@ def test_resume_of_a_pixel_csv_rewrites_everything_after_the_csv_changed(tmp_pat
     csv_file.write_text("\n".join(rows) + "\n")
 
     def go(out, **kwargs):
-        return run(out, PixelCsvSource(str(csv_file), shape=[4, 4]), EmbeddedLabels(), shard_size=4, **kwargs)
+        return convert(name="test", source=PixelCsvSource(str(csv_file), shape=[4, 4]), labels=EmbeddedLabels(), splitter=NoSplit("train"),
+                       encoder=ImageEncoder("png"), writer=TFRecordWriter(shard_size=4, features=SLIM), executor=LocalExecutor(1),
+                       output_dir=str(out), progress=False, **kwargs)
 
-    from prep import pipeline
-
-    real = pipeline.write_shard
-    pipeline.write_shard = lambda job, plan: (_ for _ in ()).throw(KeyboardInterrupt) if plan.index == 2 else real(job, plan)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            convert(name="test", source=PixelCsvSource(str(csv_file), shape=[4, 4]), labels=EmbeddedLabels(), splitter=NoSplit("train"),
-                    encoder=ImageEncoder("png"), writer=TFRecordWriter(shard_size=4, features=SLIM), executor=LocalExecutor(1),
-                    output_dir=str(tmp_path / "out"), progress=False)
-    finally:
-        pipeline.write_shard = real
+    with shard_task_dies(2):
+        go(tmp_path / "out")
     rows[0] = rows[0][:2] + "255" + rows[0][rows[0].index(",", 2):]  # one pixel of the first image changes
     csv_file.write_text("\n".join(rows) + "\n")
-    resumed = convert(name="test", source=PixelCsvSource(str(csv_file), shape=[4, 4]), labels=EmbeddedLabels(), splitter=NoSplit("train"),
-                      encoder=ImageEncoder("png"), writer=TFRecordWriter(shard_size=4, features=SLIM), executor=LocalExecutor(1),
-                      output_dir=str(tmp_path / "out"), progress=False, resume=True)
-    clean = convert(name="test", source=PixelCsvSource(str(csv_file), shape=[4, 4]), labels=EmbeddedLabels(), splitter=NoSplit("train"),
-                    encoder=ImageEncoder("png"), writer=TFRecordWriter(shard_size=4, features=SLIM), executor=LocalExecutor(1),
-                    output_dir=str(tmp_path / "clean"), progress=False)
+    resumed = go(tmp_path / "out", resume=True)
+    clean = go(tmp_path / "clean")
     assert [s["sha256"] for s in resumed["shards"]] == [s["sha256"] for s in clean["shards"]]
 
 
@@ -641,22 +640,10 @@ def test_a_failed_sweep_job_does_not_stop_the_others(tmp_path):
 
 
 def test_resume_after_an_overwrite_killed_while_deleting_clears_the_old_run(tmp_path, monkeypatch):
-    from prep import storage
-
     out = tmp_path / "out"
     run(out, limit=60, shard_size=5, pattern="{split}/old-{index}")
-    real, removed = storage.remove, []
-
-    def dies_midway(path):
-        if len(removed) == 3:
-            raise KeyboardInterrupt
-        removed.append(path)
-        real(path)
-
-    monkeypatch.setattr(storage, "remove", dies_midway)
-    with pytest.raises(KeyboardInterrupt):
+    with deleting_dies_after(monkeypatch, 3):
         run(out, limit=60, shard_size=10, pattern="{split}/new-{index}", overwrite=True)
-    monkeypatch.setattr(storage, "remove", real)
     summary = run(out, limit=60, shard_size=10, pattern="{split}/new-{index}", resume=True)
     assert sorted(str(p.relative_to(out)) for p in (out / "train").iterdir()) == sorted(s["path"] for s in summary["shards"])
     from prep.verify import verify_run
