@@ -116,9 +116,10 @@ class RawEncoderConf:
 
 @dataclass
 class TFRecordWriterConf:
-    _target_: str = "prep.writers.TFRecordWriter"
+    _target_: str = "prep.writers.tfrecord.TFRecordWriter"
     shard_size: Optional[int] = 1000
     num_shards: Optional[int] = None
+    shard_fill: str = "even"
     pattern: str = "{dataset}-{split}.tfrecord-{index:05d}-of-{count:05d}"
     features: Any = II("features")
     compression: Optional[str] = None
@@ -127,9 +128,10 @@ class TFRecordWriterConf:
 
 @dataclass
 class OFRecordWriterConf:
-    _target_: str = "prep.writers.OFRecordWriter"
+    _target_: str = "prep.writers.ofrecord.OFRecordWriter"
     shard_size: Optional[int] = None
     num_shards: Optional[int] = 5
+    shard_fill: str = "even"
     pattern: str = "{split}/part-{index}"
     features: Any = II("features")
 

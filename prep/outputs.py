@@ -151,6 +151,9 @@ def _summary_files(output_dir: str) -> set[str] | None:
     if not isinstance(summary, dict) or not isinstance(summary.get("shards"), list) or "dataset" not in summary:
         return None
     files = {SUMMARY, LABELS_CSV}
+    meta = summary.get("metadata_files")
+    if isinstance(meta, list):
+        files.update(m["path"] for m in meta if isinstance(m, dict) and isinstance(m.get("path"), str))
     for shard in summary["shards"]:
         if isinstance(shard, dict) and isinstance(shard.get("path"), str):
             files.add(shard["path"])

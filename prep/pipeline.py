@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import threading
@@ -12,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from prep import outputs
+from prep import outputs, storage
 from prep import summary as summaries
 from prep.errors import ConfigError, EncodeError, InputError, WriteError
 from prep.executors import count_processed
-from prep.plan import plan_shards
+from prep.plan import check_metadata_paths, plan_shards
 from prep.reader import read_items
-from prep.stages import ShardPlan, ShardResult, Skip
+from prep.stages import ShardPlan, ShardResult, Skip, merge_shapes
 from prep.writers import record_values
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     skipped: list[Skip] = []
     counts: Counter = Counter()
     formats: Counter = Counter()
+    shapes: dict = {}
     stamps: list = []
 
     def encode(item):
@@ -103,18 +105,19 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             sink.write(record_values(item, encoded, job.class_names))
             counts[item.label] += 1
             formats[encoded.format] += 1
+            merge_shapes(shapes, encoded.height, encoded.width, encoded.channels)
         count_processed(len(plan.items) % 32)
         if sink.num_records == 0:  # every image of this shard was skipped: publish no empty shard
             sink.abort()
-            result = ShardResult(plan.path, plan.split, 0, 0, "", {}, {}, skipped, [])
+            result = ShardResult(plan.path, plan.split, 0, 0, "", {}, {}, skipped, [], {})
             record(result)
             return result
 
         def publish(size: int, sha256: str, extra: list[str]) -> None:
-            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra))
+            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes))
 
         size, sha256, extra = sink.commit(before_publish=publish)
-    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra)
+    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes)
 
 
 def skip_limit(max_skipped, total: int) -> int | None:
@@ -164,6 +167,8 @@ def convert(
     writer.check_labels(listing)  # a label the stored type cannot hold stops the run here, before any file
     splits = splitter.assign(listing.items)
     plans = plan_shards(name, splits, writer)
+    metadata_paths = writer.metadata_paths(name, [split for split, items in splits.items() if items], listing)
+    check_metadata_paths(metadata_paths, plans, writer.pattern)
     limit_skipped = skip_limit(max_skipped, len(listing.items) + len(listing.skipped))
     skipped = list(listing.skipped)
     for skip in listing.skipped:
@@ -190,14 +195,14 @@ def convert(
         if on_claim is not None:
             on_claim()
         return _run(
-            name=name, source=source, listing=listing, splits=splits, plans=plans, recorded=recorded, resuming=resume, skipped=skipped,
+            name=name, source=source, listing=listing, splits=splits, plans=plans, metadata_paths=metadata_paths, recorded=recorded, resuming=resume, skipped=skipped,
             splitter=splitter, encoder=encoder, writer=writer, executor=executor, output_dir=output_dir,
             on_error=on_error, max_skipped=max_skipped, limit_skipped=limit_skipped, verify=verify,
             run_info=run_info, progress=progress, started=started,
         )
 
 
-def _run(*, name, source, listing, splits, plans, recorded, resuming, skipped, splitter, encoder, writer, executor, output_dir,
+def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resuming, skipped, splitter, encoder, writer, executor, output_dir,
          on_error, max_skipped, limit_skipped, verify, run_info, progress, started) -> dict:
     manifest = outputs.Manifest(output_dir, run_info.get("config_fingerprint", ""))
     results: list[ShardResult] = []
@@ -215,7 +220,7 @@ def _run(*, name, source, listing, splits, plans, recorded, resuming, skipped, s
         # still to delete in the manifest, and they go now.
         outputs.settle_resume(output_dir, manifest, recorded, {r.path for r in results}, plans)
         log.info("resume: %d of %d shards are finished and unchanged, writing %d", len(results), len(plans), len(todo))
-    manifest.start([plan.path for plan in plans])
+    manifest.start([plan.path for plan in plans], owned=metadata_paths)
     log.info("%d images -> %d shards in %s", len(listing.items), len(plans), output_dir)
 
     _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
@@ -261,6 +266,7 @@ def _run(*, name, source, listing, splits, plans, recorded, resuming, skipped, s
         seconds=seconds,
         run_info={**run_info, "split_notes": list(getattr(splitter, "notes", [])), "encoder": encoder.describe()},
     )
+    summary["metadata_files"] = _write_metadata(output_dir, writer, summary, listing, metadata_paths)
     if verify:
         from prep.verify import verify_run
 
@@ -272,7 +278,7 @@ def _run(*, name, source, listing, splits, plans, recorded, resuming, skipped, s
         if failures:
             raise WriteError(f"verify=true: {len(failures)} check(s) failed, no summary.json written: {failures[0]}")
         log.info("verify: every shard re-read and checked")
-    manifest.start([plan.path for plan in plans], owned=[outputs.LABELS_CSV, outputs.SUMMARY])  # about to be written
+    manifest.start([plan.path for plan in plans], owned=[*metadata_paths, outputs.LABELS_CSV, outputs.SUMMARY])  # about to be written
     summaries.write_labels_csv(output_dir, summary, listing.class_names)
     summaries.write(output_dir, summary)
     manifest.remove()
@@ -281,6 +287,23 @@ def _run(*, name, source, listing, splits, plans, recorded, resuming, skipped, s
         summary["num_records"], len(summary["skipped"]), len(summary["shards"]), output_dir, seconds, summary["records_per_second"],
     )
     return summary
+
+
+def _write_metadata(output_dir: str, writer, summary: dict, listing, planned: list[str]) -> list[dict]:
+    """The format's run-level files (planned, and recorded in the manifest, before the first shard), as
+    summary.json lists them: path, bytes, sha256."""
+    files = writer.metadata_files(summary, listing)
+    if sorted(files) != sorted(planned):
+        raise WriteError(f"{writer.format} writer: wrote {sorted(files)}, planned {sorted(planned)} (a bug in prep)")
+    listed = []
+    for path in sorted(files):
+        data = files[path]
+        try:
+            storage.write_bytes(storage.join(output_dir, path), data)
+        except OSError as err:
+            raise WriteError(f"{storage.join(output_dir, path)}: cannot write: {err.strerror or err}") from None
+        listed.append({"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    return listed
 
 
 def check_name(name: str) -> None:

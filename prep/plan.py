@@ -27,6 +27,23 @@ def plan_shards(dataset: str, splits: dict[str, list[Item]], writer) -> list[Sha
     return plans
 
 
+def check_metadata_paths(paths: list[str], plans: list[ShardPlan], pattern: str) -> None:
+    """The run-level files a format writes (dataset_info.json, a wids index) must not be, or sit inside, a shard."""
+    shards = {plan.path for plan in plans}
+    taken = shards | {path + side for path in shards for side in _SIDE_SUFFIXES}
+    for path in paths:
+        parent = posixpath.dirname(path)
+        while parent and parent not in shards:
+            parent = posixpath.dirname(parent)
+        if path in taken or parent:
+            raise ConfigError(
+                f"writer.pattern={pattern!r} names a shard {parent or path!r}, where this format writes its file {path!r}: choose another pattern"
+            )
+        folders = {posixpath.dirname(s) for s in shards}
+        if path in folders:
+            raise ConfigError(f"writer.pattern={pattern!r} puts shards in a folder {path!r}, a file this format writes: choose another pattern")
+
+
 def check_shard_path(path: str, pattern: str) -> str:
     """A generated shard path as it will be written: relative, normalized, inside the output directory, and
     clear of what prep keeps beside the shards. Checked on the names the pattern makes, not on the template:

@@ -64,6 +64,8 @@ class ShardResult:
     formats: dict[str, int] = field(default_factory=dict)  # records per stored image format
     skipped: list[Skip] = field(default_factory=list)
     extra_files: list[str] = field(default_factory=list)  # e.g. DALI index files written beside the shard
+    # the range of the stored images' shapes: {"height": [low, high], "width": [low, high], "channels": [...]}
+    shapes: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -76,6 +78,7 @@ class ShardResult:
             "formats": self.formats,
             "skipped": [s.as_dict() for s in self.skipped],
             "extra_files": self.extra_files,
+            "shapes": self.shapes,
         }
 
     @classmethod
@@ -90,4 +93,32 @@ class ShardResult:
             data["formats"],
             [Skip(**s) for s in data["skipped"]],
             data["extra_files"],
+            data["shapes"],
         )
+
+
+def merge_shapes(shapes: dict, height: int, width: int, channels: int) -> None:
+    """Widen a shapes range ({"height": [low, high], "width": [low, high], "channels": [...]}) by one image."""
+    if not shapes:
+        shapes.update(height=[height, height], width=[width, width], channels=[channels])
+        return
+    for key, value in (("height", height), ("width", width)):
+        low, high = shapes[key]
+        shapes[key] = [min(low, value), max(high, value)]
+    if channels not in shapes["channels"]:
+        shapes["channels"] = sorted([*shapes["channels"], channels])
+
+
+def merged_shapes(ranges) -> dict:
+    """Several shapes ranges as one (empty ranges, of shards with no record, are left out)."""
+    out: dict = {}
+    for shapes in ranges:
+        if not shapes:
+            continue
+        if not out:
+            out = {key: list(value) for key, value in shapes.items()}
+            continue
+        for key in ("height", "width"):
+            out[key] = [min(out[key][0], shapes[key][0]), max(out[key][1], shapes[key][1])]
+        out["channels"] = sorted(set(out["channels"]) | set(shapes["channels"]))
+    return out

@@ -12,12 +12,11 @@ from collections import Counter
 
 from prep import __version__, storage
 from prep.errors import ConfigError, InputError, WriteError
-from prep.formats import ofrecord, tfrecord
 from prep.outputs import LABELS_CSV, MANIFEST, SUMMARY
-from prep.stages import ShardResult
-from prep.writers import FIELD_TYPES
+from prep.stages import ShardResult, merged_shapes
+from prep.writers import FIELD_TYPES, FORMATS
 
-KINDS = {"tfrecord": tuple(tfrecord.KINDS), "ofrecord": tuple(ofrecord.KINDS)}
+KINDS = {name: writer.types for name, writer in FORMATS.items()}
 COMPRESSIONS = (None, "gzip", "zlib")
 PATTERN_FIELDS = ("dataset", "split", "index", "number", "count")
 # Class ids are stored as int64 (TFRecord's and OFRecord's widest integer): every one of them is a class.
@@ -58,6 +57,8 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
         "features": writer.feature_types(listing.class_names is not None),
         "feature_fields": writer.feature_fields(listing.class_names is not None),
         "image_formats": dict(sorted(formats.items())),
+        "image_shapes": merged_shapes(r.shapes for r in written),
+        "metadata_files": [],  # filled in by the pipeline once the writer's run-level files are written
         "skipped": skipped,
         "unlabelled": {"count": len(listing.unlabelled), "examples": listing.unlabelled[:20]},
         "ignored": {"count": len(listing.ignored), "examples": listing.ignored[:20]},
@@ -207,7 +208,25 @@ def validate(summary, where: str = SUMMARY) -> dict:
         c.count(count, f"image_formats.{name}")
     if "pattern" in summary:
         _check_pattern(c, summary["pattern"])
+    _check_metadata_files(c, summary.get("metadata_files", []), {s["path"] for s in summary["shards"]})
     return summary
+
+
+def _check_metadata_files(c: _Checker, files, shards: set[str]) -> None:
+    if not isinstance(files, list):
+        c.fail("metadata_files", f"expected a list, got {_shown(files)}")
+    for i, entry in enumerate(files):
+        key = f"metadata_files[{i}]"
+        c.obj(entry, key)
+        for field in ("path", "bytes", "sha256"):
+            if field not in entry:
+                c.fail(f"{key}.{field}", "missing")
+        path = c.relative_path(entry["path"], f"{key}.path")
+        if path in shards or path in (SUMMARY, LABELS_CSV):
+            c.fail(f"{key}.path", f"{path!r} is also a shard or prep's own file")
+        c.count(entry["bytes"], f"{key}.bytes")
+        if not re.fullmatch(r"[0-9a-f]{64}", c.text(entry["sha256"], f"{key}.sha256")):
+            c.fail(f"{key}.sha256", f"{_shown(entry['sha256'])} is not a sha256 (64 lowercase hex digits)")
 
 
 def _check_splits(c: _Checker, splits) -> None:

@@ -332,6 +332,7 @@ def unlisted_lines(output_dir: str, summary: dict) -> list[tuple[bool, str]]:
     shard (named like one, holding records, or .partial) but is not listed, a symlink, a FIFO, socket or
     device, an unfinished run's manifest (beside summary.json), anything in .hydra/ but Hydra's three files."""
     listed = {s["path"] for s in summary["shards"]} | {n for s in summary["shards"] for n in _extra_files(output_dir, s)}
+    listed |= {m["path"] for m in summary.get("metadata_files", [])}
     named_like = shard_name_regex(summary["pattern"]) if "pattern" in summary else None
     # verify=true checks a run before its summary.json is written, while its manifest is still there.
     finished = storage.exists(storage.join(output_dir, SUMMARY))
@@ -401,7 +402,27 @@ def verify_run(
     for name, split in summary["splits"].items():
         split_checks = [checks[s["path"]] for s in summary["shards"] if s["split"] == name]
         lines.append(_split_line(name, split, summary, split_checks, rules))
-    return lines + unlisted_lines(output_dir, summary)
+    return lines + metadata_lines(output_dir, summary) + unlisted_lines(output_dir, summary)
+
+
+def metadata_lines(output_dir: str, summary: dict) -> list[tuple[bool, str]]:
+    """(ok, line) per run-level file the format wrote (dataset_info.json, a wids index): present, same bytes."""
+    lines = []
+    for entry in summary.get("metadata_files", []):
+        path = storage.join(output_dir, entry["path"])
+        try:
+            data = storage.read_bytes(path)
+        except FileNotFoundError:
+            lines.append((False, f"FAIL {entry['path']}: missing (summary.json lists it)"))
+            continue
+        except OSError as err:
+            lines.append((False, f"FAIL {entry['path']}: cannot read: {err.strerror or err}"))
+            continue
+        if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            lines.append((False, f"FAIL {entry['path']}: {len(data)} bytes, not the {entry['bytes']} bytes summary.json lists, or another sha256"))
+        else:
+            lines.append((True, f"ok   {entry['path']}: {entry['bytes']:,} bytes"))
+    return lines
 
 
 def _positive(text: str) -> int:
