@@ -11,6 +11,7 @@ import argparse
 import itertools
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 
@@ -268,6 +269,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.inspect") ->
 
 def cli() -> None:
     """The `prep-inspect` command."""
+    # `prep-inspect ... | head` ends quietly, as other Unix tools do, not with a broken-pipe error line
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main(prog="prep-inspect"))
 
 

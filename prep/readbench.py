@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import signal
 import sys
 import time
 
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.readbench") 
 
 def cli() -> None:
     """The `prep-readbench` command."""
+    # `prep-readbench ... | head` ends quietly, as other Unix tools do, not with a broken-pipe error line
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main(prog="prep-readbench"))
 
 

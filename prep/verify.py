@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import string
+import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -473,6 +474,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.verify") -> 
 
 def cli() -> None:
     """The `prep-verify` command."""
+    # `prep-verify ... | head` ends quietly, as other Unix tools do, not with a broken-pipe error line
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main(prog="prep-verify"))
 
 

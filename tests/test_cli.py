@@ -166,3 +166,17 @@ def test_writing_imports_only_what_it_uses(tmp_path, imagenet_folder):
     imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "prep" in imported and "hydra" in imported
     assert not imported & {"tensorflow", "cv2", "pandas", "sklearn", "ray", "fsspec"}
+
+
+
+@pytest.mark.slow
+def test_inspect_piped_into_head_ends_quietly(tmp_path, commands_on_path):
+    import subprocess
+
+    run_prep("limit=1500", "writer.shard_size=500", f"hydra.run.dir={tmp_path / 'run'}")
+    command = f"prep-inspect {tmp_path / 'run'} -n 1500 2>err.txt | (sleep 0.5; head -1); echo ${{PIPESTATUS[0]}}"
+    proc = subprocess.run(command, shell=True, executable="/bin/bash", cwd=tmp_path, env=commands_on_path, capture_output=True, text=True, timeout=120)
+    first, status = proc.stdout.splitlines()
+    assert first.startswith("digits: 1500 tfrecord records")
+    assert (tmp_path / "err.txt").read_text() == ""  # no "error: [Errno 32] Broken pipe"
+    assert status in ("0", "141")  # done, or ended by SIGPIPE as `cat` is; never an error status
