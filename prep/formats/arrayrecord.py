@@ -43,7 +43,10 @@ class Reader:
         except RuntimeError as err:
             raise RecordError(f"{path}: not an ArrayRecord file ({err})") from None
         if not self._reader.ok():
-            self._reader.close()
+            try:
+                self._reader.close()
+            except RuntimeError:  # closing a reader of a damaged file raises what opening it found
+                pass
             raise RecordError(f"{path}: not an ArrayRecord file (or a truncated or damaged one)")
         self._count = self._reader.num_records()
 
