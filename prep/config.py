@@ -137,6 +137,16 @@ class OFRecordWriterConf:
 
 
 @dataclass
+class ArrayRecordWriterConf:
+    _target_: str = "prep.writers.arrayrecord.ArrayRecordWriter"
+    shard_size: Optional[int] = 1000
+    num_shards: Optional[int] = None
+    shard_fill: str = "even"
+    pattern: str = "{dataset}-{split}.array_record-{index:05d}-of-{count:05d}"
+    features: Any = II("features")
+
+
+@dataclass
 class LocalExecutorConf:
     _target_: str = "prep.executors.LocalExecutor"
     workers: Optional[int] = None
@@ -186,7 +196,7 @@ SCHEMAS = {
     },
     "split": {"none": NoSplitConf, "stratified": StratifiedSplitConf},
     "encoder": {"passthrough": PassthroughEncoderConf, "image": ImageEncoderConf, "raw": RawEncoderConf},
-    "writer": {"tfrecord": TFRecordWriterConf, "ofrecord": OFRecordWriterConf},
+    "writer": {"tfrecord": TFRecordWriterConf, "ofrecord": OFRecordWriterConf, "arrayrecord": ArrayRecordWriterConf},
     "executor": {"local": LocalExecutorConf, "ray": RayExecutorConf},
 }
 

@@ -51,6 +51,8 @@ def _shard_format(path: str) -> tuple[str, str | None]:
             head = f.read(16)
         if not head:
             raise PrepError(f"{path}: an empty file, not a shard")
+        if head.startswith(b"\x83\xafp\xd1\r\x88J?"):  # a Riegeli file signature: ArrayRecord
+            return "arrayrecord", None
         image = sniff_format(head)
         if image:
             raise PrepError(f"{path}: a {image} image, not a TFRecord or OFRecord shard")

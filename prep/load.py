@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from prep import storage
 from prep import summary as summaries
 from prep.errors import ConfigError, InputError, PrepError
-from prep.formats import ofrecord, protowire, tfrecord
+from prep.formats import arrayrecord, ofrecord, protowire, tfrecord
 from prep.formats.protowire import WireError
 
 PROBE_BYTES = 64 << 20  # what sniff_records reads at most (decompressed) to find a file's first record
@@ -53,12 +53,15 @@ def shard_records(path: str, fmt: str, compression: str | None = None) -> Iterat
 
 def decode(payload: bytes, fmt: str) -> dict:
     """One serialized record as {key: value}, single values unwrapped from their lists."""
-    features = tfrecord.decode_example(payload) if fmt == "tfrecord" else ofrecord.decode_record(payload)
+    features = tfrecord.decode_example(payload) if fmt in ("tfrecord", "arrayrecord") else ofrecord.decode_record(payload)
     return {key: values[0] if len(values) == 1 else values for key, (_, values) in features.items()}
 
 
 def shard_payloads(path: str, fmt: str, compression: str | None = None) -> Iterator[bytes]:
     """The serialized records of one shard file (framing, and TFRecord CRCs, checked); only PrepErrors."""
+    if fmt == "arrayrecord":  # the array_record library opens the file itself (a local copy of s3://)
+        yield from arrayrecord.read_payloads(path)
+        return
     try:
         f = storage.open_read(path)
     except OSError as err:  # missing, a folder, no permission: the user's to fix, named

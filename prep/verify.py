@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from prep import encoders, storage
 from prep import summary as summaries
 from prep.errors import EncodeError, PrepError
-from prep.formats import ofrecord, protowire, tfrecord
+from prep.formats import arrayrecord, ofrecord, protowire, tfrecord
 from prep.headers import read_header
 from prep.load import sniff_records
 from prep.outputs import HYDRA, LABELS_CSV, LOCK, LOG, MANIFEST, SUMMARY
@@ -140,7 +140,10 @@ class ShardCheck:
     formats: Counter = field(default_factory=Counter)  # stored image format -> records read
 
 
-def _records(stream, summary: dict, name: str):
+def _records(stream, summary: dict, name: str, path: str):
+    if summary["format"] == "arrayrecord":
+        stream.drain()  # the file's bytes are hashed here; the array_record library reads the records by name
+        return enumerate(arrayrecord.read_payloads(path)), tfrecord.decode_example
     if summary["format"] == "tfrecord":
         return tfrecord.read_records(tfrecord.decompressing(stream, summary.get("compression")), name), tfrecord.decode_example
     return ofrecord.read_records(stream, name), ofrecord.decode_record
@@ -163,7 +166,7 @@ def check_shard(
     try:
         with storage.open_read(path) as f:
             reader = _HashingReader(f)
-            records, decode_record = _records(reader, summary, shard["path"])
+            records, decode_record = _records(reader, summary, shard["path"], path)
             for offset, payload in records:
                 frames.append(f"{offset} {16 + len(payload)}")
                 record = decode_record(payload)
@@ -180,8 +183,8 @@ def check_shard(
         return ShardCheck("missing")
     except OSError as err:  # a folder where the shard should be, no permission, ...
         return ShardCheck(f"cannot read: {err.strerror or err}")
-    except (tfrecord.RecordError, ofrecord.RecordError, protowire.WireError) as err:
-        return ShardCheck(str(err).removeprefix(shard["path"] + ": "))
+    except (tfrecord.RecordError, ofrecord.RecordError, arrayrecord.RecordError, protowire.WireError) as err:
+        return ShardCheck(str(err).removeprefix(path + ": ").removeprefix(shard["path"] + ": "))
     if count != shard["num_records"]:
         problem = f"{count} records, summary.json says {shard['num_records']}"
     elif reader.size != shard["bytes"]:

@@ -135,7 +135,9 @@ def test_a_good_run_verifies_line_by_line(named_run):
         f"ok   split {name}: {s['num_records']} records in {s['num_shards']} shard(s), {len(s['classes'])} classes, as read"
         for name, s in splits.items()
     ]
-    assert lines[n + 4 :] == ["ok   folder: no unlisted shards", f"{n} of {n} shards ok"]
+    metadata = [f"ok   {m['path']}: {m['bytes']:,} bytes" for m in summary["metadata_files"]]  # TFDS's files
+    assert len(metadata) == 3
+    assert lines[n + 4 :] == [*metadata, "ok   folder: no unlisted shards", f"{n} of {n} shards ok"]
     assert sum(s["num_records"] for s in splits.values()) == 60 and set(splits) == {"train", "validation", "test"}
 
 
@@ -330,7 +332,7 @@ def test_unreadable_summary_text_is_one_line(run, text, message):
         (lambda s: s.update(num_records="60"), 'num_records: expected a whole number >= 0, got "60"'),
         (lambda s: s.update(num_records=-1), "num_records: expected a whole number >= 0, got -1"),
         (lambda s: s.update(num_records=True), "num_records: expected a whole number >= 0, got true"),
-        (lambda s: s.update(format="parquet"), """format: "parquet" is not one of ['tfrecord', 'ofrecord']"""),
+        (lambda s: s.update(format="parquet"), """format: "parquet" is not one of ['tfrecord', 'ofrecord', 'arrayrecord']"""),
         (lambda s: s.update(compression=["gzip"]), """compression: ["gzip"] is not one of [None, 'gzip', 'zlib']"""),
         (lambda s: s["shards"][1].update(path="../x"), "shards[1].path: '../x' leaves the run folder; shard paths are relative to it"),
         (lambda s: s["shards"][1].update(path="/etc/passwd"), "shards[1].path: '/etc/passwd' leaves the run folder; shard paths are relative to it"),

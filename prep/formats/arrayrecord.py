@@ -7,12 +7,19 @@ that reading record i decompresses one record, not a group.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
-from prep.errors import ConfigError
+from prep.errors import ConfigError, InputError, PrepError
 
 WRITER_OPTIONS = "group_size:1"  # as TFDS's ArrayRecordFileAdapter writes: one record per chunk group
 _BATCH = 256  # records read per call when reading a file through
+
+
+class RecordError(PrepError):
+    """A file array_record cannot read as ArrayRecord (not one, truncated, damaged)."""
 
 
 def module():
@@ -29,7 +36,18 @@ class Reader:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._reader = module().ArrayRecordReader(path)
+        if not os.path.isfile(path):  # the library reports a missing file only as "not ok"
+            raise InputError(f"{path}: cannot read: {'is a folder' if os.path.isdir(path) else 'No such file or directory'}")
+        try:
+            self._reader = module().ArrayRecordReader(path)
+        except RuntimeError as err:
+            raise RecordError(f"{path}: not an ArrayRecord file ({err})") from None
+        if not self._reader.ok():
+            try:
+                self._reader.close()
+            except RuntimeError:  # closing a reader of a damaged file raises what opening it found
+                pass
+            raise RecordError(f"{path}: not an ArrayRecord file (or a truncated or damaged one)")
         self._count = self._reader.num_records()
 
     def __len__(self) -> int:
@@ -41,7 +59,10 @@ class Reader:
         return self._reader.read([index])[0]
 
     def read_many(self, indices: list[int]) -> list[bytes]:
-        return self._reader.read(list(indices))
+        try:
+            return self._reader.read(list(indices))
+        except RuntimeError as err:  # a damaged chunk
+            raise RecordError(f"{self.path}: {err}") from None
 
     def close(self) -> None:
         self._reader.close()
@@ -54,7 +75,23 @@ class Reader:
 
 
 def read_payloads(path: str) -> Iterator[bytes]:
-    """Every record of one file, in order, read in batches (memory bounded by the batch, not the file)."""
-    with Reader(path) as reader:
+    """Every record of one file, in order, read in batches (memory bounded by the batch, not the file).
+
+    A file in object storage (s3://) is copied to a local temporary file first: array_record reads local files.
+    """
+    from prep import storage
+
+    if storage.is_url(path):
+        handle, local = tempfile.mkstemp(prefix="prep-", suffix=".array_record")
+        try:
+            with os.fdopen(handle, "wb") as out, storage.open_read(path) as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+            yield from read_payloads(local)
+        except FileNotFoundError:
+            raise InputError(f"{path}: cannot read: No such file or directory") from None
+        finally:
+            os.remove(local)
+        return
+    with Reader(storage.local(path)) as reader:
         for start in range(0, len(reader), _BATCH):
             yield from reader.read_many(range(start, min(start + _BATCH, len(reader))))

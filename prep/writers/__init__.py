@@ -1,15 +1,16 @@
-"""Writers, one module per format, mirroring conf/writer/*.yaml: tfrecord, ofrecord.
+"""Writers, one module per format, mirroring conf/writer/*.yaml: tfrecord, ofrecord, arrayrecord.
 
 Each is a RecordWriter (base.py): the features a record holds, sharding and shard names are shared; a
 format fills in how a record is framed, what ends a shard, and which run-level files it writes.
 """
 
+from prep.writers.arrayrecord import ArrayRecordWriter
 from prep.writers.base import EXACT_INTEGERS, FIELD_TYPES, FILLS, RecordWriter, record_values
 from prep.writers.ofrecord import OFRecordWriter
 from prep.writers.sink import ShardSink
 from prep.writers.tfrecord import TFRecordWriter
 
 # format name (summary.json's "format") -> writer class
-FORMATS = {writer.format: writer for writer in (TFRecordWriter, OFRecordWriter)}
+FORMATS = {writer.format: writer for writer in (TFRecordWriter, OFRecordWriter, ArrayRecordWriter)}
 
-__all__ = ["EXACT_INTEGERS", "FIELD_TYPES", "FILLS", "FORMATS", "OFRecordWriter", "RecordWriter", "ShardSink", "TFRecordWriter", "record_values"]
+__all__ = ["ArrayRecordWriter", "EXACT_INTEGERS", "FIELD_TYPES", "FILLS", "FORMATS", "OFRecordWriter", "RecordWriter", "ShardSink", "TFRecordWriter", "record_values"]

@@ -6,13 +6,16 @@ from collections.abc import Mapping
 
 from prep.errors import ConfigError
 from prep.formats import tfrecord
+from prep.tfds_metadata import TFDSMetadata
 from prep.writers.base import RecordWriter, join_small_ends
 
 
-class TFRecordWriter(RecordWriter):
-    """TFRecord shards of tf.train.Example; optional gzip/zlib compression and DALI index files."""
+class TFRecordWriter(TFDSMetadata, RecordWriter):
+    """TFRecord shards of tf.train.Example; optional gzip/zlib compression and DALI index files; TFDS's
+    metadata (dataset_info.json, features.json, class names) beside them, so tfds.builder_from_directory reads them."""
 
     format = "tfrecord"
+    file_format = "tfrecord"  # TFDS's FileFormat
     types = tuple(tfrecord.KINDS)
 
     def __init__(
