@@ -59,7 +59,9 @@ def frame_offsets(path: str, fmt: str, size: int | None = None) -> np.ndarray:
     except OSError as err:
         raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
     with f:
-        end = size if size is not None else _size(f)
+        end = _size(f)
+        if size is not None and end != size:
+            raise InputError(f"{path}: is {end} bytes, summary.json says {size}; check the run with prep-verify")
         offset = 0
         while offset < end:
             try:
