@@ -132,7 +132,8 @@ class RecordDataset:
     array HxWxC in RGB(A) order (gray HxWx1, as tf.io.decode_image gives; raw pixels reshaped from the
     height/width/channels features), or left as the encoded bytes with decode=False; integers are int,
     floats float, other bytes str (bytes when not UTF-8), lists of several values lists. No image larger
-    than max_pixels (its header says) is decoded.
+    than max_pixels (its header says) is decoded. Lossless images give exactly tf.io.decode_image's pixels;
+    JPEG values may differ from TensorFlow's by a few levels (its default IDCT is a faster one).
 
     Reads tfrecord (uncompressed), ofrecord and arrayrecord runs. Works in torch.utils.data.DataLoader
     workers, as a Grain RandomAccessDataSource, and in spawned processes: it pickles as paths and offsets.
@@ -285,7 +286,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     """Encoded image bytes as tf.io.decode_image(channels=0) gives them: uint8 HxWxC, RGB(A), gray HxWx1.
 
     The header's size is checked against max_pixels before a decoder sees the bytes. 16-bit images are
-    scaled to 8 bits as TensorFlow does (the high byte); EXIF orientation is not applied (TensorFlow's neither).
+    scaled to 8 bits as TensorFlow does (the high byte), gray + alpha PNGs give two channels; EXIF orientation
+    is not applied (TensorFlow's neither).
     """
     import cv2
 
@@ -301,6 +303,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
         raise EncodeError(f"a {info.format} of {pixels.dtype} pixels; RecordDataset gives uint8 (pass decode=False for the bytes)")
     if pixels.ndim == 2:
         return pixels[:, :, None]
+    if pixels.shape[2] == 4 and info.format == "png" and data[25] == 4:  # IHDR colour type 4: gray + alpha
+        return np.ascontiguousarray(pixels[:, :, [0, 3]])  # OpenCV gives gray, gray, gray, alpha; TensorFlow two channels
     if pixels.shape[2] == 3:
         return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     if pixels.shape[2] == 4:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import pickle
 import shutil
 
@@ -13,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import crop, png_bytes
 from prep import load
 from prep import summary as summaries
 from prep.encoders import RawEncoder
@@ -279,3 +281,73 @@ def test_arrayrecord_run_through_the_reader(tmp_path, flowers, monkeypatch):
     ar_run[0]
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         assert pool.map(_record_at, [(ar_run, i) for i in (0, 5, -1)]) == [ar_run[0], ar_run[5], ar_run[-1]]
+
+
+@pytest.mark.slow
+def test_decoded_images_equal_tensorflows_decode_image(photos, tf):
+    """RecordDataset decodes as tf.io.decode_image(channels=0) does: shape, channel order and values."""
+    import io
+
+    from PIL import Image
+
+    from prep.random_access import decode_image
+
+    rgb = crop(photos, 3)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    alpha = (np.arange(gray.size) % 251).reshape(gray.shape).astype(np.uint8)
+
+    def pil_png(array, mode):
+        out = io.BytesIO()
+        Image.fromarray(array, mode).save(out, format="PNG")
+        return out.getvalue()
+
+    wide = (rgb.astype(np.uint16) * 257 + np.arange(rgb.size).reshape(rgb.shape) % 200).astype(np.uint16)
+    samples = {
+        "rgb png": png_bytes(rgb),
+        "gray png": png_bytes(gray),
+        "rgba png": pil_png(np.dstack([rgb, alpha]), "RGBA"),
+        "gray+alpha png": pil_png(np.dstack([gray, alpha]), "LA"),
+        "16-bit png": cv2.imencode(".png", cv2.cvtColor(wide, cv2.COLOR_RGB2BGR))[1].tobytes(),
+        "bmp": cv2.imencode(".bmp", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(),
+    }
+    for name, data in samples.items():
+        want = tf.io.decode_image(data, channels=0, expand_animations=False).numpy()
+        got = decode_image(data)
+        assert got.shape == want.shape and got.dtype == want.dtype == np.uint8, name
+        assert np.array_equal(got, want), name
+    # JPEG: the same shape; values within a few levels (TensorFlow's default IDCT is libjpeg's fast integer one)
+    jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    want = tf.io.decode_image(jpeg, channels=0).numpy().astype(int)
+    got = decode_image(jpeg).astype(int)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 8 and np.abs(got - want).mean() < 1.5
+
+
+def test_text_that_is_not_utf8_stays_bytes_and_floats_are_floats(tmp_path, photos):
+    images = tmp_path / "images"
+    make_folder(images, photos, count=6)
+    odd = b"daisy/caf\xe9.png"  # a Latin-1 file name: Linux allows any bytes
+    (images / os.fsdecode(odd)).write_bytes(png_bytes(crop(photos, 11)))
+    features = {"image": "encoded", "label": "label:float", "name": "filename", "class": "text"}
+    run = make_run(tmp_path / "run", images, TFRecordWriter(shard_size=4, features=features), splitter=NoSplit())
+    records = list(load.RecordDataset(run, "train", decode=False))
+    assert len(records) == 7
+    names = [r["name"] for r in records]
+    assert odd[len(b"daisy/"):] in [n.split(b"/")[-1] for n in names if isinstance(n, bytes)]
+    assert all(isinstance(n, str) for n in names if not isinstance(n, bytes)) and sum(isinstance(n, bytes) for n in names) == 1
+    assert all(isinstance(r["label"], float) and isinstance(r["class"], str) for r in records)
+    assert {r["class"]: r["label"] for r in records} == {"daisy": 0.0, "rose": 1.0, "tulip": 2.0}
+
+
+def test_a_run_on_object_storage(flowers):
+    fsspec = pytest.importorskip("fsspec")
+    _, runs = flowers
+    memory = fsspec.filesystem("memory")
+    for name in os.listdir(runs["ofrecord"]):
+        if os.path.isfile(os.path.join(runs["ofrecord"], name)):
+            memory.pipe(f"/ra-run/{name}", open(os.path.join(runs["ofrecord"], name), "rb").read())
+    for split in ("train", "validation"):
+        for name in os.listdir(os.path.join(runs["ofrecord"], split)):
+            memory.pipe(f"/ra-run/{split}/{name}", open(os.path.join(runs["ofrecord"], split, name), "rb").read())
+    remote = load.RecordDataset("memory://ra-run", "train", decode=False)
+    local = load.RecordDataset(runs["ofrecord"], "train", decode=False)
+    assert len(remote) == len(local) and [remote[i] for i in (5, 0, -1)] == [local[i] for i in (5, 0, -1)]
