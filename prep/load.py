@@ -1,5 +1,8 @@
 """Read a finished run back: a tf.data pipeline of (image, label) built from the run's own summary.json,
-and a pure-Python reader of every record (TFRecord or OFRecord) as dicts. TensorFlow is imported only when used."""
+and a pure-Python reader of every record (TFRecord or OFRecord) as dicts. TensorFlow is imported only when used.
+
+Also here, from the modules that hold them: RecordDataset (random access, prep/random_access.py) and the
+arguments of DALI's and Ray's readers (dali_tfrecord_args, ray_tfrecord_args: prep/consumers.py)."""
 
 from __future__ import annotations
 
@@ -199,3 +202,20 @@ def _check_regular(path: str) -> None:
                           "is a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)")
     except OSError as err:
         raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
+
+
+# Re-exported lazily (PEP 562): prep.load.RecordDataset works, and reading records sequentially imports no numpy.
+_ELSEWHERE = {
+    "RecordDataset": "prep.random_access",
+    "decode_image": "prep.random_access",
+    "dali_tfrecord_args": "prep.consumers",
+    "ray_tfrecord_args": "prep.consumers",
+}
+
+
+def __getattr__(name: str):
+    if name in _ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
