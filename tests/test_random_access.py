@@ -20,7 +20,7 @@ from prep import summary as summaries
 from prep.encoders import RawEncoder
 from prep.errors import ConfigError, EncodeError, InputError
 from prep.split import NoSplit
-from prep.writers import OFRecordWriter, TFRecordWriter
+from prep.writers import ArrayRecordWriter, OFRecordWriter, TFRecordWriter
 from reader_runs import ONEFLOW, SLIM, make_folder, make_run
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,7 @@ def flowers(tmp_path_factory, photos):
         "tfrecord": make_run(root / "tfrecord", root / "images", TFRecordWriter(shard_size=4, features=SLIM)),
         "tfrecord+idx": make_run(root / "idx", root / "images", TFRecordWriter(shard_size=4, features=SLIM, dali_index=True)),
         "ofrecord": make_run(root / "ofrecord", root / "images", OFRecordWriter(num_shards=3, features=ONEFLOW)),
+        "arrayrecord": make_run(root / "arrayrecord", root / "images", ArrayRecordWriter(shard_size=4, features=SLIM)),
     }
     return pixels, runs
 
@@ -48,12 +49,12 @@ def expected(record: dict, image_key: str) -> dict:
     return out
 
 
-@pytest.mark.parametrize("kind", ["tfrecord", "tfrecord+idx", "ofrecord"])
+@pytest.mark.parametrize("kind", ["tfrecord", "tfrecord+idx", "ofrecord", "arrayrecord"])
 def test_random_access_equals_sequential_reading(flowers, kind):
     pixels, runs = flowers
     run = runs[kind]
-    image_key = "image/encoded" if kind.startswith("tfrecord") else "images"
-    name_key = "image/filename" if kind.startswith("tfrecord") else "names"
+    image_key = "images" if kind == "ofrecord" else "image/encoded"
+    name_key = "names" if kind == "ofrecord" else "image/filename"
     seen = 0
     for split in ("train", "validation", "test"):
         sequential = list(load.records(run, split))
@@ -249,35 +250,17 @@ def test_grain_map_dataset_source(same_size_run):
     assert len(mapped) == 22 and mapped[0] == (40, 40, 3) and mapped[-1] == (40, 40, 3)
 
 
-def test_arrayrecord_run_through_the_reader(tmp_path, flowers, monkeypatch):
-    """ArrayRecord files of the TFRecord run's Example bytes (as writer=arrayrecord writes them: group_size:1),
-    with the summary.json such a run has; read through prep.formats.arrayrecord.Reader."""
-    from prep.formats import arrayrecord
-
-    module = arrayrecord.module()
+def test_arrayrecord_run_equals_the_tfrecord_run_and_crosses_processes(flowers):
+    """writer=arrayrecord holds the TFRecord writer's records: RecordDataset gives the same dicts, in any process."""
     _, runs = flowers
-    source = runs["tfrecord"]
-    summary = summaries.load(source)
-    run = tmp_path / "ar"
-    run.mkdir()
-    for shard in summary["shards"]:
-        shard["path"] = shard["path"].replace(".tfrecord-", ".array_record-")
-        writer = module.ArrayRecordWriter(str(run / shard["path"]), arrayrecord.WRITER_OPTIONS)
-        for payload in load.shard_payloads(f"{source}/{shard['path'].replace('.array_record-', '.tfrecord-')}", "tfrecord"):
-            writer.write(payload)
-        writer.close()
-    summary.update(format="arrayrecord", pattern=summary["pattern"].replace(".tfrecord-", ".array_record-"))
-    (run / "summary.json").write_text(json.dumps(summary))
-    monkeypatch.setitem(summaries.KINDS, "arrayrecord", summaries.KINDS["tfrecord"])  # until writer=arrayrecord is merged
     for split in ("train", "test"):
-        tf_run = load.RecordDataset(source, split)
-        ar_run = load.RecordDataset(str(run), split)
+        tf_run, ar_run = load.RecordDataset(runs["tfrecord"], split), load.RecordDataset(runs["arrayrecord"], split)
         assert len(ar_run) == len(tf_run)
         for i in [*range(len(tf_run)), -1]:
             a, b = ar_run[i], tf_run[i]
             assert a.keys() == b.keys() and np.array_equal(a["image/encoded"], b["image/encoded"])
             assert {k: v for k, v in a.items() if k != "image/encoded"} == {k: v for k, v in b.items() if k != "image/encoded"}
-    ar_run = load.RecordDataset(str(run), "train", decode=False)
+    ar_run = load.RecordDataset(runs["arrayrecord"], "train", decode=False)
     ar_run[0]
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         assert pool.map(_record_at, [(ar_run, i) for i in (0, 5, -1)]) == [ar_run[0], ar_run[5], ar_run[-1]]
