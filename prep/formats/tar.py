@@ -48,8 +48,7 @@ def header(name: str, size: int) -> bytes:
     block[148:156] = b" " * 8  # the checksum is summed with its own field as spaces
     block[156:157] = b"0"  # typeflag: regular file
     block[257:265] = _MAGIC
-    block[329:337] = _octal(0, 8)  # devmajor
-    block[337:345] = _octal(0, 8)  # devminor
+    # devmajor, devminor, prefix: left NUL, as tarfile leaves them for a regular file
     block[148:156] = b"%06o\x00 " % sum(block)  # six digits, NUL, space: as tarfile and GNU tar write it
     return bytes(block)
 
