@@ -105,6 +105,32 @@ def test_a_cut_or_damaged_archive_names_member_and_byte():
         list(tar.read_members(io.BytesIO(good[:1537])))
 
 
+def test_json_member_is_utf8_with_sorted_keys_and_keeps_undecodable_names():
+    values = {"encoded": b"\xff\xd8\xff", "format": b"jpeg", "height": 2, "width": 3, "channels": 1, "label": 4, "text": "rosé".encode(), "filename": "rosé/1.jpg".encode()}
+    chunks = wds.sample_chunks("0000000012", values)
+    meta = wds.metadata(values)
+    assert meta == '{"channels": 1, "class": "rosé", "filename": "rosé/1.jpg", "format": "jpeg", "height": 2, "width": 3}'.encode()
+    record = wds.decode_sample(b"".join(chunks))
+    assert record == {"image": ("bytes", [b"\xff\xd8\xff"]), "cls": ("int64", [4]), "json.channels": ("int64", [1]), "json.class": ("bytes", ["rosé".encode()]),
+                      "json.filename": ("bytes", ["rosé/1.jpg".encode()]), "json.format": ("bytes", [b"jpeg"]), "json.height": ("int64", [2]), "json.width": ("int64", [3])}  # fmt: skip
+    latin1 = {**values, "filename": b"caf\xe9/1.jpg"}  # a Linux file name that is not UTF-8: its bytes kept
+    assert b'"filename": "caf\\udce9/1.jpg"' in wds.metadata(latin1)
+    assert wds.decode_sample(b"".join(wds.sample_chunks("0000000012", latin1)))["json.filename"] == ("bytes", [b"caf\xe9/1.jpg"])
+
+
+def test_a_split_whose_images_were_all_skipped_gets_an_index_without_shards():
+    writer = WebDatasetWriter(shard_size=2)
+    assert writer.shard_sizes(3, "train") == [3] and writer.shard_sizes(2, "test") == [2]
+    paths = [writer.shard_path("d", "train", 0, 1), writer.shard_path("d", "test", 0, 1)]
+    assert writer.metadata_paths("d", ["train", "test"], None) == ["d-train.wids.json", "d-test.wids.json"]
+    summary = {"dataset": "d", "splits": {"train": {"num_records": 3}, "test": {"num_records": 0}, "validation": {"num_records": 0}},
+               "shards": [{"path": paths[0], "split": "train", "num_records": 3, "bytes": 5120}]}  # fmt: skip
+    files = writer.metadata_files(summary, None)
+    assert sorted(files) == ["d-test.wids.json", "d-train.wids.json"]  # validation had no images: never planned
+    assert json.loads(files["d-test.wids.json"]) == {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": "d-test", "shardlist": []}
+    assert json.loads(files["d-train.wids.json"])["shardlist"] == [{"url": "d-train-000000.tar", "nsamples": 3, "filesize": 5120}]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=3000), st.integers(0, 2047))
 def test_any_bytes_read_as_samples_give_a_tar_error_or_samples(data, cut):
@@ -316,3 +342,28 @@ def test_names_wids_would_misread_are_refused_before_writing(png_folder, tmp_pat
 
 def test_registered_as_a_format():
     assert FORMATS["webdataset"] is WebDatasetWriter
+
+
+@pytest.mark.slow
+def test_cli_run_with_verify_imports_no_reader_library(tmp_path, photos):
+    """`prep writer=webdataset verify=true` as a user runs it: the tars are written by prep alone (no tarfile,
+    webdataset, torch or TensorFlow imported), verified before summary.json, and prep-verify agrees."""
+    from conftest import run_prep
+
+    make_class_folders(tmp_path / "images", photos, CLASSES, PER_CLASS, ".jpg")
+    run = tmp_path / "run"
+    watched = ("tarfile", "webdataset", "wids", "torch", "tensorflow", "jax")
+    code = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: print('IMPORTED', sorted(m for m in {watched!r} if m in sys.modules), file=sys.stderr))\n"
+        f"sys.argv = ['prep', 'dataset=images', 'source.image_dir={tmp_path / 'images'}', 'labels=subdirs', 'writer=webdataset',\n"
+        f"            'writer.num_shards=2', 'writer.shard_size=null', 'verify=true', 'progress=false', 'hydra.run.dir={run}']\n"
+        "runpy.run_module('prep', run_name='__main__', alter_sys=True)\n"
+    )
+    proc = run_prep("-c", code, module=None)
+    assert "IMPORTED []" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in run.glob("*.tar")) == ["images-train-000000.tar", "images-train-000001.tar"]
+    assert json.loads((run / "images-train.wids.json").read_text())["shardlist"][1] == {
+        "url": "images-train-000001.tar", "nsamples": 6, "filesize": (run / "images-train-000001.tar").stat().st_size,
+    }
+    assert run_prep("-m", "prep.verify", str(run), "--decode", module=None).stdout.endswith("2 of 2 shards ok\n")
