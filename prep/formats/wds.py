@@ -124,8 +124,9 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def read_samples(stream: BinaryIO, name: str = "<stream>") -> Iterator[tuple[int, bytes]]:
-    """(offset, payload) of every sample of a tar: its consecutive members with one key, as the tar holds
-    them (headers, data, padding). TarError for a damaged archive or a key that comes back later."""
+    """(offset, payload) of every sample of a tar: its consecutive members with one key, framed as prep
+    writes them (header, data, padding; for prep's own tars the very bytes of the file). TarError for a
+    damaged archive, or a key that comes back after another (webdataset would make two samples of it)."""
     seen: set[str] = set()
     current, start, parts = None, 0, []
     for offset, member, data in tar.read_members(stream, name):
