@@ -147,6 +147,16 @@ class ArrayRecordWriterConf:
 
 
 @dataclass
+class WebDatasetWriterConf:
+    _target_: str = "prep.writers.webdataset.WebDatasetWriter"
+    shard_size: Optional[int] = 1000
+    num_shards: Optional[int] = None
+    shard_fill: str = "even"
+    pattern: str = "{dataset}-{split}-{index:06d}.tar"
+    wids_index: bool = True
+
+
+@dataclass
 class LocalExecutorConf:
     _target_: str = "prep.executors.LocalExecutor"
     workers: Optional[int] = None
@@ -196,7 +206,7 @@ SCHEMAS = {
     },
     "split": {"none": NoSplitConf, "stratified": StratifiedSplitConf},
     "encoder": {"passthrough": PassthroughEncoderConf, "image": ImageEncoderConf, "raw": RawEncoderConf},
-    "writer": {"tfrecord": TFRecordWriterConf, "ofrecord": OFRecordWriterConf, "arrayrecord": ArrayRecordWriterConf},
+    "writer": {"tfrecord": TFRecordWriterConf, "ofrecord": OFRecordWriterConf, "arrayrecord": ArrayRecordWriterConf, "webdataset": WebDatasetWriterConf},
     "executor": {"local": LocalExecutorConf, "ray": RayExecutorConf},
 }
 

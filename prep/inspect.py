@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from prep import encoders, storage
 from prep import summary as summaries
 from prep.errors import EncodeError, PrepError
-from prep.formats import ofrecord, tfrecord
+from prep.formats import ofrecord, tar, tfrecord
 from prep.formats.protowire import WireError
 from prep.headers import HEADER_FORMATS, read_header, sniff_format
 from prep.load import shard_records, sniff_records
@@ -194,7 +194,7 @@ def load_target(target: str, split: str | None) -> tuple[Iterator[dict], dict | 
     records = shard_records(target, fmt, compression)
     try:
         first = next(records, None)
-    except (tfrecord.RecordError, ofrecord.RecordError, WireError) as err:  # the first record does not read: no shard
+    except (tfrecord.RecordError, ofrecord.RecordError, WireError, tar.TarError) as err:  # the first record does not read: no shard
         what = f"a {fmt} shard" if summary else "a TFRecord or OFRecord shard"
         raise PrepError(f"{target}: not {what} ({str(err).removeprefix(target + ': ')})") from None
     return itertools.chain([first] if first is not None else [], records), summary

@@ -1,5 +1,5 @@
 """Read a finished run back: a tf.data pipeline of (image, label) built from the run's own summary.json,
-and a pure-Python reader of every record (TFRecord or OFRecord) as dicts. TensorFlow is imported only when used.
+and a pure-Python reader of every record (TFRecord, OFRecord, ArrayRecord or WebDataset sample) as dicts. TensorFlow is imported only when used.
 
 Also here, from the modules that hold them: RecordDataset (random access, prep/random_access.py) and the
 arguments of DALI's and Ray's readers (dali_tfrecord_args, ray_tfrecord_args: prep/consumers.py)."""
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from prep import storage
 from prep import summary as summaries
 from prep.errors import ConfigError, InputError, PrepError
-from prep.formats import arrayrecord, ofrecord, protowire, tfrecord
+from prep.formats import arrayrecord, ofrecord, protowire, tar, tfrecord, wds
 from prep.formats.protowire import WireError
 
 PROBE_BYTES = 64 << 20  # what sniff_records reads at most (decompressed) to find a file's first record
@@ -49,14 +49,17 @@ def shard_records(path: str, fmt: str, compression: str | None = None) -> Iterat
     for index, payload in enumerate(shard_payloads(path, fmt, compression)):
         try:
             record = decode(payload, fmt)
-        except WireError as err:
-            raise WireError(f"{path}: record {index}: {err}") from None
+        except (WireError, tar.TarError) as err:
+            raise type(err)(f"{path}: record {index}: {err}") from None
         yield record
 
 
 def decode(payload: bytes, fmt: str) -> dict:
     """One serialized record as {key: value}, single values unwrapped from their lists."""
-    features = tfrecord.decode_example(payload) if fmt in ("tfrecord", "arrayrecord") else ofrecord.decode_record(payload)
+    if fmt == "webdataset":  # a sample's tar members: image, cls, json.<field>
+        features = wds.decode_sample(payload)
+    else:
+        features = tfrecord.decode_example(payload) if fmt in ("tfrecord", "arrayrecord") else ofrecord.decode_record(payload)
     return {key: values[0] if len(values) == 1 else values for key, (_, values) in features.items()}
 
 
@@ -72,6 +75,9 @@ def shard_payloads(path: str, fmt: str, compression: str | None = None) -> Itera
     with f:
         if fmt == "tfrecord":
             for _, payload in tfrecord.read_records(tfrecord.decompressing(f, compression), path):
+                yield payload
+        elif fmt == "webdataset":
+            for _, payload in wds.read_samples(tfrecord.decompressing(f, compression), path):
                 yield payload
         else:
             for _, payload in ofrecord.read_records(f, path):
@@ -109,7 +115,8 @@ def sniff_records(path: str, max_bytes: int = PROBE_BYTES) -> tuple[str, str | N
     """(format, compression) under which a file's first record reads as prep's records, else None.
 
     TFRecord when the first length field's CRC holds (a 1 in 2**32 chance for other bytes), read plain, then
-    through each compression its magic bytes allow; else OFRecord (which has no CRC) when its first record
+    through each compression its magic bytes allow; a tar ("webdataset") when it starts with a ustar header
+    whose checksum holds; else OFRecord (which has no CRC) when its first record
     decodes to features. Reads at most `max_bytes` (decompressed) per try, so a first OFRecord larger than
     that is not recognized; only a regular file is opened (OSError otherwise, as storage.open_read).
     """
@@ -128,6 +135,9 @@ def sniff_records(path: str, max_bytes: int = PROBE_BYTES) -> tuple[str, str | N
         head = stream.read(12)
         return len(head) == 12 and struct.unpack("<I", head[8:])[0] == tfrecord.masked_crc(head[:8])
 
+    def tar_header(stream) -> bool:
+        return tar.is_header(stream.read(tar.BLOCK))
+
     def ofrecord_features(stream) -> bool:
         head = stream.read(8)
         size = struct.unpack("<q", head)[0] if len(head) == 8 else 0
@@ -136,7 +146,7 @@ def sniff_records(path: str, max_bytes: int = PROBE_BYTES) -> tuple[str, str | N
         payload = protowire.read_exact(stream, size)
         return len(payload) == size and bool(ofrecord.decode_record(payload))
 
-    for fmt, read in (("tfrecord", tfrecord_length), ("ofrecord", ofrecord_features)):
+    for fmt, read in (("tfrecord", tfrecord_length), ("webdataset", tar_header), ("ofrecord", ofrecord_features)):
         for compression in compressions:
             if first(compression, read):
                 return fmt, compression

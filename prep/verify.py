@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from prep import encoders, storage
 from prep import summary as summaries
 from prep.errors import EncodeError, PrepError
-from prep.formats import arrayrecord, ofrecord, protowire, tfrecord
+from prep.formats import arrayrecord, ofrecord, protowire, tar, tfrecord, wds
 from prep.headers import read_header
 from prep.load import sniff_records
 from prep.outputs import HYDRA, LABELS_CSV, LOCK, LOG, MANIFEST, SUMMARY
@@ -146,6 +146,8 @@ def _records(stream, summary: dict, name: str, path: str):
         return enumerate(arrayrecord.read_payloads(path)), tfrecord.decode_example
     if summary["format"] == "tfrecord":
         return tfrecord.read_records(tfrecord.decompressing(stream, summary.get("compression")), name), tfrecord.decode_example
+    if summary["format"] == "webdataset":  # a tar: a record is a sample (image, cls, json.<field>)
+        return wds.read_samples(stream, name), wds.decode_sample
     return ofrecord.read_records(stream, name), ofrecord.decode_record
 
 
@@ -183,7 +185,7 @@ def check_shard(
         return ShardCheck("missing")
     except OSError as err:  # a folder where the shard should be, no permission, ...
         return ShardCheck(f"cannot read: {err.strerror or err}")
-    except (tfrecord.RecordError, ofrecord.RecordError, arrayrecord.RecordError, protowire.WireError) as err:
+    except (tfrecord.RecordError, ofrecord.RecordError, arrayrecord.RecordError, protowire.WireError, tar.TarError) as err:
         return ShardCheck(str(err).removeprefix(path + ": ").removeprefix(shard["path"] + ": "))
     if count != shard["num_records"]:
         problem = f"{count} records, summary.json says {shard['num_records']}"

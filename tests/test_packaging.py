@@ -200,7 +200,7 @@ def test_installed_prep_runs_the_users_own_preset(installed, elsewhere, photos):
 
     help_text = run(installed, elsewhere, "prep", "--config-dir", "conf", "--help").stdout
     assert re.search(r"^dataset: cifar10, digits, flowers, imagenet_val, ", help_text, re.M)
-    assert re.search(r"^writer: arrayrecord, my_tfrecord, ofrecord, tfrecord$", help_text, re.M)
+    assert re.search(r"^writer: arrayrecord, my_tfrecord, ofrecord, tfrecord, webdataset$", help_text, re.M)
 
     run(installed, elsewhere, "prep", "--config-dir", "conf", "dataset=flowers", "progress=false")
     [summary_path] = elsewhere.glob("outputs/flowers/*/summary.json")

@@ -332,7 +332,7 @@ def test_unreadable_summary_text_is_one_line(run, text, message):
         (lambda s: s.update(num_records="60"), 'num_records: expected a whole number >= 0, got "60"'),
         (lambda s: s.update(num_records=-1), "num_records: expected a whole number >= 0, got -1"),
         (lambda s: s.update(num_records=True), "num_records: expected a whole number >= 0, got true"),
-        (lambda s: s.update(format="parquet"), """format: "parquet" is not one of ['tfrecord', 'ofrecord', 'arrayrecord']"""),
+        (lambda s: s.update(format="parquet"), """format: "parquet" is not one of ['tfrecord', 'ofrecord', 'arrayrecord', 'webdataset']"""),
         (lambda s: s.update(compression=["gzip"]), """compression: ["gzip"] is not one of [None, 'gzip', 'zlib']"""),
         (lambda s: s["shards"][1].update(path="../x"), "shards[1].path: '../x' leaves the run folder; shard paths are relative to it"),
         (lambda s: s["shards"][1].update(path="/etc/passwd"), "shards[1].path: '/etc/passwd' leaves the run folder; shard paths are relative to it"),

@@ -1,4 +1,4 @@
-"""Writers, one module per format, mirroring conf/writer/*.yaml: tfrecord, ofrecord, arrayrecord.
+"""Writers, one module per format, mirroring conf/writer/*.yaml: tfrecord, ofrecord, arrayrecord, webdataset.
 
 Each is a RecordWriter (base.py): the features a record holds, sharding and shard names are shared; a
 format fills in how a record is framed, what ends a shard, and which run-level files it writes.
@@ -9,8 +9,12 @@ from prep.writers.base import EXACT_INTEGERS, FIELD_TYPES, FILLS, RecordWriter, 
 from prep.writers.ofrecord import OFRecordWriter
 from prep.writers.sink import ShardSink
 from prep.writers.tfrecord import TFRecordWriter
+from prep.writers.webdataset import WebDatasetWriter
 
 # format name (summary.json's "format") -> writer class
-FORMATS = {writer.format: writer for writer in (TFRecordWriter, OFRecordWriter, ArrayRecordWriter)}
+FORMATS = {writer.format: writer for writer in (TFRecordWriter, OFRecordWriter, ArrayRecordWriter, WebDatasetWriter)}
 
-__all__ = ["ArrayRecordWriter", "EXACT_INTEGERS", "FIELD_TYPES", "FILLS", "FORMATS", "OFRecordWriter", "RecordWriter", "ShardSink", "TFRecordWriter", "record_values"]
+__all__ = [
+    "ArrayRecordWriter", "EXACT_INTEGERS", "FIELD_TYPES", "FILLS", "FORMATS", "OFRecordWriter", "RecordWriter", "ShardSink",
+    "TFRecordWriter", "WebDatasetWriter", "record_values",
+]
