@@ -55,7 +55,7 @@ def _shard_format(path: str) -> tuple[str, str | None]:
             return "arrayrecord", None
         image = sniff_format(head)
         if image:
-            raise PrepError(f"{path}: a {image} image, not a TFRecord or OFRecord shard")
+            raise PrepError(f"{path}: a {image} image, not a record shard prep writes (TFRecord, OFRecord, ArrayRecord, WebDataset tar)")
         return sniff_records(path) or ("ofrecord", None)
     except OSError as err:  # a FIFO, device or folder where a shard should be, no permission
         raise PrepError(f"{path}: cannot read: {err.strerror or err}") from None
@@ -195,7 +195,7 @@ def load_target(target: str, split: str | None) -> tuple[Iterator[dict], dict | 
     try:
         first = next(records, None)
     except (tfrecord.RecordError, ofrecord.RecordError, WireError, tar.TarError) as err:  # the first record does not read: no shard
-        what = f"a {fmt} shard" if summary else "a TFRecord or OFRecord shard"
+        what = f"a {fmt} shard" if summary else "a record shard"
         raise PrepError(f"{target}: not {what} ({str(err).removeprefix(target + ': ')})") from None
     return itertools.chain([first] if first is not None else [], records), summary
 

@@ -380,8 +380,8 @@ def test_inspect_refuses_files_that_are_not_shards(tmp_path, photos, run):
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     expected = {
-        "random.bin": "not a TFRecord or OFRecord shard (record 0 at byte 0: truncated payload (721 of 1012478732780767239 bytes))",
-        "photo.jpg": "a jpeg image, not a TFRecord or OFRecord shard",
+        "random.bin": "not a record shard (record 0 at byte 0: truncated payload (721 of 1012478732780767239 bytes))",
+        "photo.jpg": "a jpeg image, not a record shard prep writes (TFRecord, OFRecord, ArrayRecord, WebDataset tar)",
         "empty": "an empty file, not a shard",
         "zeros": "record 2 at byte 16: truncated length",  # two empty OFRecords, then 4 bytes
     }
