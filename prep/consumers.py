@@ -16,7 +16,7 @@ from prep.random_access import frame_offsets
 def _tfrecord_run(run_dir: str, split: str | None, what: str) -> dict:
     summary = summaries.load(run_dir)
     if summary["format"] != "tfrecord":
-        raise ConfigError(f"{run_dir}: a {summary['format']} run; {what} reads TFRecord runs (writer=tfrecord)")
+        raise ConfigError(f"{run_dir}: written with writer={summary['format']}; {what} reads TFRecord runs (writer=tfrecord)")
     if split is not None and split not in summary["splits"]:
         raise ConfigError(f"{run_dir}: no split {split!r}; this run has {sorted(summary['splits'])}")
     return summary

@@ -169,7 +169,7 @@ def tf_dataset(run_dir: str, split: str = "train", *, decode: bool = True, chann
 
     summary = summaries.load(run_dir)
     if summary["format"] != "tfrecord":
-        raise ConfigError(f"{run_dir}: a {summary['format']} run; use prep.load.records() to read it")
+        raise ConfigError(f"{run_dir}: written with writer={summary['format']}; use prep.load.records() to read it")
     types = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
     spec = {key: tf.io.FixedLenFeature([], types[kind]) for key, kind in summary["features"].items()}
     image_key, label_key = _key(summary, "encoded"), _key(summary, "label")

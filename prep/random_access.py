@@ -26,6 +26,7 @@ from prep.headers import check_complete, read_header
 FORMATS = ("tfrecord", "ofrecord", "arrayrecord")
 _HEADER = {"tfrecord": 12, "ofrecord": 8}  # bytes before a record's payload: length (+ its CRC)
 _FOOTER = {"tfrecord": 4, "ofrecord": 0}  # bytes after it: the payload's CRC
+_INHERITED: list = []  # readers a forked child got from its parent: never used, closed or destroyed there
 
 
 def check_format(run_dir: str, summary: dict, split: str | None, what: str) -> None:
@@ -199,12 +200,15 @@ class RecordDataset:
 
     def _file(self, shard: int):
         if self._pid != os.getpid():  # a forked child: the parent's readers are not ours to share (ArrayRecord's threads)
+            # ... nor to destroy: an ArrayRecord reader's destructor in the child waits on the parent's threads,
+            # which a fork does not copy (a segfault in DataLoader workers). They are kept, unused, for good.
+            _INHERITED.append(self._files)
             self._files, self._pid = {}, os.getpid()
         f = self._files.get(shard)
         if f is None:
             path = self.paths[shard]
             try:
-                f = arrayrecord.Reader(path) if self.format == "arrayrecord" else storage.open_read(path)
+                f = arrayrecord.Reader(path, random_access=True) if self.format == "arrayrecord" else storage.open_read(path)
             except OSError as err:
                 raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
             self._files[shard] = f

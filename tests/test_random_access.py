@@ -334,3 +334,20 @@ def test_a_run_on_object_storage(flowers):
     remote = load.RecordDataset("memory://ra-run", "train", decode=False)
     local = load.RecordDataset(runs["ofrecord"], "train", decode=False)
     assert len(remote) == len(local) and [remote[i] for i in (5, 0, -1)] == [local[i] for i in (5, 0, -1)]
+
+
+@pytest.mark.slow
+def test_arrayrecord_in_forked_workers_after_the_parent_read_is_refused_clearly_and_spawn_works(flowers):
+    """The array_record library does not survive fork once the parent has read (workers hung or segfaulted):
+    a forked worker gets prep's one-line advice instead, and spawned workers read every record."""
+    import torch
+
+    _, runs = flowers
+    dataset = load.RecordDataset(runs["arrayrecord"], "train", decode=False)
+    first = dataset[0]  # the parent reads: what a user does to look at a record before training
+    forked = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=1, collate_fn=list, multiprocessing_context="fork")
+    with pytest.raises(ConfigError, match="cannot be read in a process forked after its parent read them.*multiprocessing_context='spawn'"):
+        list(forked)
+    spawned = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=list, multiprocessing_context="spawn")
+    read = [record for batch in spawned for record in batch]
+    assert read[0] == first and read == [dataset[i] for i in range(len(dataset))]

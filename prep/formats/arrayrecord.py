@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 from prep.errors import ConfigError, InputError, PrepError
 
+_READ_IN: int | None = None  # the process that opened ArrayRecord files (a forked child cannot, see Reader)
+RANDOM_ACCESS_OPTIONS = "readahead_buffer_size:0,max_parallelism:0"  # the library's advice for random access
 WRITER_OPTIONS = "group_size:1"  # as TFDS's ArrayRecordFileAdapter writes: one record per chunk group
 _BATCH = 256  # records read per call when reading a file through
 
@@ -32,14 +34,29 @@ def module():
 
 
 class Reader:
-    """Random access to one ArrayRecord file: len(reader), reader.read(i) -> bytes, reader.read_many([i, ...])."""
+    """Random access to one ArrayRecord file: len(reader), reader.read(i) -> bytes, reader.read_many([i, ...]).
 
-    def __init__(self, path: str) -> None:
+    random_access=True reads one record per call with no read-ahead and no thread pool (as Grain opens
+    files): nothing is shared with a parent process, so a reader opened in a forked worker (a PyTorch
+    DataLoader's) works even after the parent has read; the library's thread pool does not survive a fork.
+    """
+
+    def __init__(self, path: str, random_access: bool = False) -> None:
+        global _READ_IN
         self.path = path
+        if _READ_IN not in (None, os.getpid()):
+            # The library's threads and locks do not survive a fork: a reader opened in a child forked after
+            # the parent read ArrayRecord files hangs or crashes (a segfault in PyTorch DataLoader workers).
+            raise ConfigError(
+                f"{path}: ArrayRecord files cannot be read in a process forked after its parent read them (the array_record "
+                "library does not survive fork): start the workers with spawn, e.g. DataLoader(..., multiprocessing_context='spawn'), "
+                "or do not read the dataset in the parent before the workers start"
+            )
+        _READ_IN = os.getpid()
         if not os.path.isfile(path):  # the library reports a missing file only as "not ok"
             raise InputError(f"{path}: cannot read: {'is a folder' if os.path.isdir(path) else 'No such file or directory'}")
         try:
-            self._reader = module().ArrayRecordReader(path)
+            self._reader = module().ArrayRecordReader(path, RANDOM_ACCESS_OPTIONS if random_access else "")
         except RuntimeError as err:
             raise RecordError(f"{path}: not an ArrayRecord file ({err})") from None
         if not self._reader.ok():
