@@ -13,17 +13,8 @@ from prep.labels import SubdirLabels
 from prep.pipeline import convert
 from prep.sources import ImageDirSource
 from prep.split import StratifiedSplit
+from test_pipeline import SLIM  # noqa: F401  (the slim keys, one definition for the tests)
 
-SLIM = {
-    "image/encoded": "encoded",
-    "image/format": "format",
-    "image/height": "height",
-    "image/width": "width",
-    "image/channels": "channels",
-    "image/class/label": "label",
-    "image/class/text": "text",
-    "image/filename": "filename",
-}
 ONEFLOW = {"images": "encoded", "labels": "label:int32", "names": "filename"}
 
 
