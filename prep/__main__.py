@@ -86,7 +86,9 @@ def main(cfg: DictConfig) -> None:
         keep_log_of_failure()
         fail(2)
     else:
-        if not sweeping:  # a sweep ends with its own table instead
+        if cfg.get("dry_run"):
+            log.info("next: the same command without dry_run=true converts as planned")
+        elif not sweeping:  # a sweep ends with its own table instead
             inspect, verify = next_steps(str(cfg.output_dir))
             log.info("next: %s", inspect)
             log.info("      %s", verify)

@@ -109,6 +109,7 @@ def _run(cfg: DictConfig, overrides: list[str] | None, on_claim) -> dict:
         resume=cfg.resume,
         verify=cfg.verify,
         progress=cfg.progress,
+        dry_run=cfg.dry_run,
         run_info={"overrides": list(overrides or []), "config_fingerprint": fingerprint(cfg)},
         on_claim=on_claim,
     )

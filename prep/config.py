@@ -70,21 +70,52 @@ class EmbeddedLabelsConf:
     kind: str = "auto"
 
 
+# split.dedup (none | exact | near), split.dedup_keep (all | first): strs checked by the splitter's constructor.
 @dataclass
 class NoSplitConf:
-    _target_: str = "prep.split.NoSplit"
+    _target_: str = "prep.split.none.NoSplit"
     name: str = "train"
     shuffle: bool = False
     seed: int = 0
+    dedup: str = "none"
+    dedup_keep: str = "all"
+    near_distance: int = 5
 
 
 @dataclass
 class StratifiedSplitConf:
-    _target_: str = "prep.split.StratifiedSplit"
+    _target_: str = "prep.split.stratified.StratifiedSplit"
     val: float = 0.1
     test: float = 0.1
     seed: int = 0
     shuffle: bool = True
+    dedup: str = "exact"
+    dedup_keep: str = "all"
+    near_distance: int = 5
+    group_by: Optional[str] = None
+
+
+@dataclass
+class FolderSplitConf:
+    _target_: str = "prep.split.folders.FolderSplit"
+    strict: bool = False
+    shuffle: bool = True
+    seed: int = 0
+    dedup: str = "exact"
+    dedup_keep: str = "all"
+    near_distance: int = 5
+
+
+@dataclass
+class ColumnSplitConf:
+    _target_: str = "prep.split.column.ColumnSplit"
+    column: str = "split"
+    strict: bool = False
+    shuffle: bool = True
+    seed: int = 0
+    dedup: str = "exact"
+    dedup_keep: str = "all"
+    near_distance: int = 5
 
 
 @dataclass
@@ -183,6 +214,7 @@ class PrepConf:
     overwrite: bool = False
     resume: bool = False
     verify: bool = False
+    dry_run: bool = False
     max_pixels: int = 20_000 * 20_000
     max_image_bytes: int = 256 << 20
     progress: bool = True
@@ -204,14 +236,14 @@ SCHEMAS = {
         "subdirs": SubdirLabelsConf,
         "embedded": EmbeddedLabelsConf,
     },
-    "split": {"none": NoSplitConf, "stratified": StratifiedSplitConf},
+    "split": {"none": NoSplitConf, "stratified": StratifiedSplitConf, "folders": FolderSplitConf, "column": ColumnSplitConf},
     "encoder": {"passthrough": PassthroughEncoderConf, "image": ImageEncoderConf, "raw": RawEncoderConf},
     "writer": {"tfrecord": TFRecordWriterConf, "ofrecord": OFRecordWriterConf, "arrayrecord": ArrayRecordWriterConf, "webdataset": WebDatasetWriterConf},
     "executor": {"local": LocalExecutorConf, "ray": RayExecutorConf},
 }
 
 # Keys that say where and how a run happens, not what it writes: left out of the config fingerprint.
-RUNTIME_KEYS = ("output_dir", "overwrite", "resume", "verify", "progress", "executor")
+RUNTIME_KEYS = ("output_dir", "overwrite", "resume", "verify", "progress", "executor", "dry_run")
 
 
 # The terminal's log format. The run's log file (prep.log) is written by prep itself, only once the run

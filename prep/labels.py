@@ -124,6 +124,18 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+def _field_text(row, key: str, where: str, line: str) -> str:
+    """A JSON line's field a splitter reads (a group, a split), as text."""
+    if not isinstance(row, dict) or key not in row:
+        raise InputError(f'{where}: no "{key}" field (read by split.group_by or split.column): {excerpt(line)}')
+    value = row[key]
+    if isinstance(value, _JsonInt):
+        return value.text
+    if isinstance(value, str):
+        return clean(value)
+    raise InputError(f'{where}: the "{key}" field must be a string or an integer, got {excerpt(line)}')
+
+
 class SpaceLabels:
     """Caffe/ImageNet style: "filename label" per line, separated by spaces or tabs; blank lines and # comments skipped."""
 
@@ -148,11 +160,14 @@ class SpaceLabels:
 class JsonlLabels:
     """JSON lines: {"name.png": 3} (one pair per line, OneFlow style) or {"file_name": "name.png", "label": 3}."""
 
+    has_columns = True
+
     def __init__(self, path: str, filename_key: str = "file_name", label_key: str = "label", kind: str = "auto") -> None:
         self.path = path
         self.filename_key = filename_key
         self.label_key = label_key
         self.kind = check_kind(kind)
+        self.columns: tuple[str, ...] = ()  # fields a splitter reads (split.group_by, split.column)
 
     def entries(self, source) -> list[LabelEntry]:
         out = []
@@ -180,18 +195,22 @@ class JsonlLabels:
                 )
             if not isinstance(name, str) or not name.strip() or _has_surrogate(name):
                 raise InputError(f"{where}: the filename must be a non-empty string, got {excerpt(line)}")
-            out.append(LabelEntry(name.replace("\ufeff", ""), _label_text(label, where, line), where))
+            extra = tuple(_field_text(row, key, where, line) for key in self.columns) if self.columns else None
+            out.append(LabelEntry(name.replace("\ufeff", ""), _label_text(label, where, line), where, None, extra))
         return out
 
 
 class CsvLabels:
     """CSV with a header row; `filename_column` and `label_column` name the columns to use."""
 
+    has_columns = True
+
     def __init__(self, path: str, filename_column: str = "filename", label_column: str = "label", kind: str = "auto") -> None:
         self.path = path
         self.filename_column = filename_column
         self.label_column = label_column
         self.kind = check_kind(kind)
+        self.columns: tuple[str, ...] = ()  # columns a splitter reads (split.group_by, split.column)
 
     def entries(self, source) -> list[LabelEntry]:
         numbers: list[int] = []  # the file line of every text handed to the csv reader
@@ -216,6 +235,7 @@ class CsvLabels:
                 if header is None:
                     header = [clean(cell) for cell in row]
                     name_at, label_at = self._columns(header, numbers[first])
+                    extra_at = [self._column(header, numbers[first], "split.group_by/split.column", column) for column in self.columns]
                     continue
                 where = f"{self.path}:{numbers[first]}"
                 if len(row) != len(header):
@@ -223,7 +243,8 @@ class CsvLabels:
                 name, label = row[name_at].strip(), row[label_at]
                 if not name:
                     raise InputError(f"{where}: empty {self.filename_column!r}: {excerpt(','.join(row))}")
-                out.append(LabelEntry(name, _label_text(label, where, ",".join(row)), where))
+                extra = tuple(clean(row[at]) for at in extra_at) if extra_at else None
+                out.append(LabelEntry(name, _label_text(label, where, ",".join(row)), where, None, extra))
         except csv.Error as err:
             line = numbers[first] if first < len(numbers) else len(numbers)
             raise InputError(f"{self.path}:{line}: not CSV as expected: {err}") from None
@@ -232,17 +253,17 @@ class CsvLabels:
         return out
 
     def _columns(self, header: list[str], number: int) -> tuple[int, int]:
-        at = []
-        for key, column in (("filename_column", self.filename_column), ("label_column", self.label_column)):
-            if column not in header:
-                raise InputError(f"{self.path}:{number}: no column labels.{key}={column!r}; the header has {header}")
-            if header.count(column) > 1:
-                raise InputError(
-                    f"{self.path}:{number}: the header has {header.count(column)} columns named {column!r} (labels.{key}); "
-                    "rename all but one"
-                )
-            at.append(header.index(column))
-        return at[0], at[1]
+        return (
+            self._column(header, number, "labels.filename_column", self.filename_column),
+            self._column(header, number, "labels.label_column", self.label_column),
+        )
+
+    def _column(self, header: list[str], number: int, key: str, column: str) -> int:
+        if column not in header:
+            raise InputError(f"{self.path}:{number}: no column {key}={column!r}; the header has {header}")
+        if header.count(column) > 1:
+            raise InputError(f"{self.path}:{number}: the header has {header.count(column)} columns named {column!r} ({key}); rename all but one")
+        return header.index(column)
 
 
 class SubdirLabels:
@@ -250,6 +271,7 @@ class SubdirLabels:
 
     def __init__(self, kind: str = "auto") -> None:
         self.kind = check_kind(kind)
+        self.level = 0  # 1 with split=folders: DIR/<split>/<class>/<image>
 
     def _sorted_files(self, source) -> tuple[list[str], list[str]]:
         """(images to convert, files left out): unknown extensions and hidden files or folders are left out.
@@ -276,12 +298,12 @@ class SubdirLabels:
     def entries(self, source) -> list[LabelEntry]:
         out = []
         for name in self._sorted_files(source)[0]:
-            parent = name.split("/", 1)[0] if "/" in name else ""
-            if not parent:
-                raise InputError(
-                    f"{source.describe()}/{name}: labels=subdirs needs every image inside a class folder, this one is at the top"
-                )
-            out.append(LabelEntry(name, parent, f"{source.describe()}/{name}"))
+            parts = name.split("/")
+            if len(parts) < self.level + 2:
+                where = "at the top" if len(parts) == 1 else f"directly in {parts[0]}/"
+                layout = "DIR/<split>/<class>/<image> (split=folders)" if self.level else "DIR/<class>/<image>"
+                raise InputError(f"{source.describe()}/{name}: labels=subdirs needs every image inside a class folder, {layout}; this one is {where}")
+            out.append(LabelEntry(name, parts[self.level], f"{source.describe()}/{name}"))
         if not out:
             raise InputError(f"source.image_dir={source.describe()}: no images in class folders")
         return out

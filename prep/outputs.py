@@ -30,11 +30,13 @@ LABELS_CSV = "labels.csv"
 LOCK = ".prep-lock"
 LOG = "prep.log"
 HYDRA = ".hydra"
+PLAN = "plan.json"  # what the run will write, written before the first shard (and by dry_run=true)
 _HEADER = "run.json"
 # Written by every run beside its shards; a shard pattern may not produce these names.
-RESERVED = frozenset({MANIFEST, SUMMARY, LABELS_CSV, LOCK, LOG, HYDRA})
-# The run's own records of itself, never counted as "files in the way".
-_BOOKKEEPING = frozenset({LOCK, LOG, HYDRA})
+RESERVED = frozenset({MANIFEST, SUMMARY, LABELS_CSV, LOCK, LOG, HYDRA, PLAN})
+# The run's own records of itself, never counted as "files in the way" (a dry run leaves plan.json, .hydra/
+# and prep.log in a folder a real run may then use; that run writes its own).
+_BOOKKEEPING = frozenset({LOCK, LOG, HYDRA, PLAN})
 _SIDE_FILES = (".partial", ".idx", ".idx.partial")  # what a shard task may leave beside a shard path
 
 

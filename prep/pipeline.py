@@ -18,7 +18,9 @@ from prep import summary as summaries
 from prep.errors import ConfigError, EncodeError, InputError, WriteError
 from prep.executors import count_processed
 from prep.plan import check_metadata_paths, plan_shards
+from prep import runplan
 from prep.reader import read_items
+from prep.split import Splitter
 from prep.stages import ShardPlan, ShardResult, Skip, merge_shapes
 from prep.writers import record_values
 
@@ -148,6 +150,7 @@ def convert(
     run_info: dict | None = None,
     progress: bool = True,
     on_claim: Callable[[], None] | None = None,
+    dry_run: bool = False,
 ) -> dict:
     """Convert and write summary.json last; returns the summary. Everything is checked before the first shard.
 
@@ -163,17 +166,33 @@ def convert(
     encoder.check(source)
     outputs.check_not_inputs(output_dir, input_paths(source, labels))
 
+    prepare_split = getattr(splitter, "prepare", None)
+    if prepare_split is not None:
+        prepare_split(labels)
+        if getattr(splitter, "columns", ()) and getattr(labels, "has_columns", False):
+            labels.columns = tuple(splitter.columns)
     listing = read_items(source, labels, limit)
     writer.check_labels(listing)  # a label the stored type cannot hold stops the run here, before any file
-    splits = splitter.assign(listing.items)
+    for skip in listing.skipped:
+        if on_error == "fail":
+            raise EncodeError(f"{skip.where}: {skip.source}: {skip.reason}")
+    fingerprint = run_info.get("config_fingerprint", "")
+    content = None
+    if _scans(splitter):
+        # A refused output folder is said before the scan reads every image, not after.
+        outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint, check_only=True)
+        content = _content_scan(listing, source, splitter, executor, encoder, on_error, progress)
+    items, units = (content.items, content.units) if content else (listing.items, [])
+    if isinstance(splitter, Splitter):
+        splits = splitter.assign(items, units, fields=listing.fields, class_names=listing.class_names)
+    else:
+        splits = splitter.assign(items)
     plans = plan_shards(name, splits, writer)
     metadata_paths = writer.metadata_paths(name, [split for split, items in splits.items() if items], listing)
     check_metadata_paths(metadata_paths, plans, writer.pattern)
     limit_skipped = skip_limit(max_skipped, len(listing.items) + len(listing.skipped))
-    skipped = list(listing.skipped)
+    skipped = list(listing.skipped) + (content.skipped if content else [])
     for skip in listing.skipped:
-        if on_error == "fail":
-            raise EncodeError(f"{skip.where}: {skip.source}: {skip.reason}")
         log.warning("skipped %s (%s): %s", skip.source, skip.where, skip.reason)
     if listing.unlabelled:
         log.warning(
@@ -185,12 +204,30 @@ def convert(
             "%d file(s) in %s are not converted (hidden, not an image extension, or unusable), e.g. %s",
             len(listing.ignored), source.describe(), ", ".join(listing.ignored[:3]),
         )
-    _check_skips(skipped, limit_skipped, max_skipped)
+    split_info = _split_info(splitter, splits, content)
+    warnings = runplan.warnings_for(listing, splits, splitter, split_info.get("duplicates"))
+    plan = runplan.build(
+        name=name, writer=writer, listing=listing, splits=splits, plans=plans, skipped=skipped,
+        duplicates=split_info.get("duplicates"), balance=split_info.get("split_balance", {}), scan=split_info.get("scan"),
+        warnings=warnings, sizes=runplan.estimated_sizes(items, source, encoder, content.sizes if content else None) if dry_run or content else None,
+    )
+    for warning in warnings[len(getattr(splitter, "notes", [])):]:  # the splitter's own notes are logged already
+        log.warning("%s", warning)
+    if not dry_run:
+        _check_skips(skipped, limit_skipped, max_skipped)
     # Inputs, stages and plan are all checked: only now is the output folder touched, under its lock.
-    fingerprint = run_info.get("config_fingerprint", "")
     # Checked once before the lock (a refused run leaves not even a lock file), and again under it.
     outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint, check_only=True)
     with outputs.RunLock(output_dir):
+        if dry_run:
+            # Nothing of an earlier run is deleted or replaced: only plan.json (and the CLI's config and log).
+            outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint, check_only=True)
+            if on_claim is not None:
+                on_claim()
+            runplan.write(output_dir, plan)
+            print(runplan.table(plan))
+            log.info("dry run: nothing converted; the plan is in %s", storage.join(output_dir, outputs.PLAN))
+            return plan
         recorded = outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint)
         if on_claim is not None:
             on_claim()
@@ -198,12 +235,89 @@ def convert(
             name=name, source=source, listing=listing, splits=splits, plans=plans, metadata_paths=metadata_paths, recorded=recorded, resuming=resume, skipped=skipped,
             splitter=splitter, encoder=encoder, writer=writer, executor=executor, output_dir=output_dir,
             on_error=on_error, max_skipped=max_skipped, limit_skipped=limit_skipped, verify=verify,
-            run_info=run_info, progress=progress, started=started,
+            run_info={**run_info, **split_info, "warnings": warnings}, progress=progress, started=started, run_plan=plan,
         )
 
 
+@dataclass
+class Content:
+    """What the content scan left for the splitter: the items (bad files and conflicting copies taken out),
+    the groups that must share a split, and the file sizes (for the dry run's estimate)."""
+
+    items: list
+    units: list[list[int]]
+    skipped: list[Skip]
+    duplicates: dict
+    scan: dict
+    sizes: dict[str, int]
+
+
+def _scans(splitter) -> bool:
+    return getattr(splitter, "dedup", "none") != "none" or getattr(splitter, "scan", False)
+
+
+def _content_scan(listing, source, splitter, executor, encoder, on_error: str, progress: bool) -> Content:
+    from prep import dedup, scan
+    from prep.encoders import DEFAULT_MAX_PIXELS
+
+    mode = getattr(splitter, "dedup", "none")
+    items = listing.items
+    bar = _progress(len(items), progress, "scanning")
+    try:
+        report = scan.scan(
+            items, source, executor, hashing=mode != "none", perceptual=mode == "near",
+            max_pixels=getattr(encoder, "max_pixels", DEFAULT_MAX_PIXELS), progress=lambda n: bar.update(max(0, n - bar.n)),
+        )
+    finally:
+        bar.close()
+    summary = report.summary()
+    rate = summary["bytes"] / report.seconds / 1e6 if report.seconds > 0 else 0.0
+    log.info(
+        "scan: %d images, %.1f MB read in %.2f s (%.0f MB/s)%s", summary["images"], summary["bytes"] / 1e6, report.seconds, rate,
+        "" if mode == "none" else f", hashed ({mode})",
+    )
+    skipped: list[Skip] = []
+    good_items, good_entries = [], []
+    for item, entry in zip(items, report.entries):
+        if entry.error is not None:
+            if on_error == "fail":
+                raise EncodeError(f"{item.name}: {entry.error}")
+            skipped.append(Skip(item.name, entry.error))
+            log.warning("skipped %s: %s", item.name, entry.error)
+        else:
+            good_items.append(item)
+            good_entries.append(entry)
+    sizes = {item.name: entry.size for item, entry in zip(good_items, good_entries)}
+    if mode == "none":
+        return Content(good_items, [], skipped, {"mode": "none"}, summary, sizes)
+    groups = dedup.find_groups(good_entries, splitter.near_distance if mode == "near" else None)
+    given = None
+    if getattr(splitter, "predefined", False):
+        def given(item):
+            return splitter.split_of(item, listing.fields)
+    resolved = dedup.resolve(good_items, groups, mode=mode, keep=splitter.dedup_keep, on_error=on_error, given_split=given)
+    return Content(resolved.items, resolved.units, skipped + resolved.skipped, resolved.report, summary, sizes)
+
+
+def _split_info(splitter, splits: dict, content: Content | None) -> dict:
+    """summary.json's (and plan.json's) record of how the split was made."""
+    info: dict = {"split_balance": getattr(splitter, "balance", {})}
+    groups = getattr(splitter, "groups_info", None)
+    if groups:
+        info["groups"] = groups
+    if content is not None:
+        info["scan"] = content.scan
+        duplicates = content.duplicates
+        if duplicates.get("groups"):
+            where = {item.name: split for split, members in splits.items() for item in members}
+            for group in duplicates["groups"]:
+                group["splits"] = [where.get(name) for name in group["names"]]
+        info["duplicates"] = duplicates
+    return info
+
+
 def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resuming, skipped, splitter, encoder, writer, executor, output_dir,
-         on_error, max_skipped, limit_skipped, verify, run_info, progress, started) -> dict:
+         on_error, max_skipped, limit_skipped, verify, run_info, progress, started, run_plan) -> dict:
     manifest = outputs.Manifest(output_dir, run_info.get("config_fingerprint", ""))
     results: list[ShardResult] = []
     todo: list[ShardPlan] = []
@@ -220,8 +334,9 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
         # still to delete in the manifest, and they go now.
         outputs.settle_resume(output_dir, manifest, recorded, {r.path for r in results}, plans)
         log.info("resume: %d of %d shards are finished and unchanged, writing %d", len(results), len(plans), len(todo))
-    manifest.start([plan.path for plan in plans], owned=metadata_paths)
-    log.info("%d images -> %d shards in %s", len(listing.items), len(plans), output_dir)
+    manifest.start([p.path for p in plans], owned=metadata_paths)
+    runplan.write(output_dir, run_plan)
+    log.info("%d images -> %d shards in %s", sum(len(p.items) for p in plans), len(plans), output_dir)
 
     _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
     threads = getattr(executor, "workers", 1) if getattr(encoder, "cpu_bound", False) else 1
@@ -340,8 +455,8 @@ def _check_skips(skipped: list[Skip], limit: int | None, max_skipped) -> None:
         )
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, desc: str = "converting"):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", disable=None if enabled else True, desc="converting", leave=False)
+    return tqdm(total=total, unit="img", disable=None if enabled else True, desc=desc, leave=False)
 

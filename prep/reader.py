@@ -38,6 +38,8 @@ class Listing:
     unlabelled: list[str] = field(default_factory=list)  # images on disk that no label names
     ignored: list[str] = field(default_factory=list)  # files in image_dir not converted (unknown extension, hidden)
     label_bounds: tuple[LabelBound, LabelBound] | None = None  # (lowest, highest) label id of every entry
+    # label-file columns a splitter asked for: column -> {item name: (value, "file:line")}
+    fields: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def label_map(self) -> dict[str, int]:
@@ -150,6 +152,8 @@ def read_items(source, labels, limit: int | None = None) -> Listing:
     items: list[Item] = []
     skipped: list[Skip] = []
     refs: set = set()
+    columns = tuple(getattr(labels, "columns", ()))
+    fields: dict[str, dict[str, tuple[str, str]]] = {column: {} for column in columns}
     seen: dict[object, tuple[int, str, object]] = {}  # file -> (label, where, ref) of its first entry
     for entry, label in zip(entries, ids):
         if entry.ref is not None:
@@ -171,6 +175,9 @@ def read_items(source, labels, limit: int | None = None) -> Listing:
         seen[key] = (label, entry.where, ref)
         refs.add(ref)
         items.append(Item(ref, label, ref))
+        if entry.extra is not None:
+            for column, value in zip(columns, entry.extra):
+                fields[column][ref] = (value, entry.where)
 
     unlabelled: list[str] = []
     # Only a label file can leave images out; subdirs and embedded labels cover everything they list.
@@ -180,7 +187,7 @@ def read_items(source, labels, limit: int | None = None) -> Listing:
     if not items:
         reasons = sorted({s.reason for s in skipped})
         raise InputError(f"no usable images: every entry of the label file was skipped ({'; '.join(reasons)})")
-    return Listing(items, class_names, skipped, unlabelled, ignored, bounds)
+    return Listing(items, class_names, skipped, unlabelled, ignored, bounds, fields)
 
 
 def _seen_as(identity, name: str, seen: dict) -> bool:

@@ -33,6 +33,7 @@ class LabelEntry(NamedTuple):
     label: str
     where: str  # "file:line" for messages
     ref: object = None  # set by sources that know how to find the image without a path
+    extra: tuple | None = None  # the values of the label-file columns a splitter asked for (labels.columns)
 
 
 def clean(value: str) -> str:

@@ -1,0 +1,116 @@
+"""What every splitter shares: the seeded order, split names, and the balance report of an assignment."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter, defaultdict
+
+from prep.errors import ConfigError
+from prep.stages import Item
+
+log = logging.getLogger(__name__)
+SPLIT_NAMES = ("train", "validation", "test")
+# How predefined splits may be spelled (folder names, split column values), case-insensitively.
+SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation", "test": "test"}
+DEDUP = ("none", "exact", "near")
+DEDUP_KEEP = ("all", "first")
+
+
+def rank(items: list[Item], seed: int, salt: str) -> list[Item]:
+    """Items ordered by a salted hash of their names: a seeded shuffle that does not depend on the order
+    the files were listed in (TFDS shuffles by hashed keys for the same reason)."""
+    prefix = f"{seed}\0{salt}\0".encode()
+
+    def key(item: Item) -> tuple[bytes, str]:
+        return hashlib.blake2b(prefix + item.name.encode(), digest_size=8).digest(), item.name
+
+    return sorted(items, key=key)
+
+
+def canonical_split(value: str) -> str | None:
+    """train / validation / test for a folder name or a split column value (val, valid, VAL ...), else None."""
+    return SPLIT_ALIASES.get(value.strip().lower())
+
+
+class Dedup:
+    """The duplicate settings every splitter takes: what the content scan looks for, and what is kept.
+
+    dedup: none (no hashing), exact (byte-identical files), near (exact + a 64-bit difference hash of the
+    decoded thumbnail, grouping images within near_distance bits). dedup_keep: all (every copy is written,
+    all in one split) or first (one copy is written).
+    """
+
+    def __init__(self, dedup: str, dedup_keep: str, near_distance: int) -> None:
+        if dedup not in DEDUP:
+            raise ConfigError(f"split.dedup={dedup!r}: choose none, exact (byte-identical files) or near (also resized or re-encoded copies)")
+        if dedup_keep not in DEDUP_KEEP:
+            raise ConfigError(f"split.dedup_keep={dedup_keep!r}: choose all (write every copy, in one split) or first (write one copy)")
+        if isinstance(near_distance, bool) or not isinstance(near_distance, int) or not 0 <= near_distance <= 32:
+            raise ConfigError(f"split.near_distance={near_distance!r}: a number of differing bits of the 64-bit image hash, 0..32")
+        self.dedup = dedup
+        self.dedup_keep = dedup_keep
+        self.near_distance = near_distance
+
+
+class Splitter:
+    """The common surface of the splitters: `assign`, plus what the pipeline reads off them.
+
+    notes: warnings about the assignment (a class too small for a split, a class missing from a split),
+    logged and listed in summary.json's split_notes. balance: the target and achieved fraction of every
+    class in every split (summary.json's split_balance).
+    """
+
+    dedup = "none"
+    dedup_keep = "all"
+    near_distance = 5
+    scan = False  # whether the content scan runs even without hashing (to know bad files before splitting)
+    columns: tuple[str, ...] = ()  # label-file columns the splitter reads (a group column, a split column)
+    predefined = False  # whether the split of every image is given (keep=first then keeps evaluation copies)
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.balance: dict = {}
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        log.warning(text)
+
+    def prepare(self, labels) -> None:
+        """Adjust or check the label stage before it is read (split=folders reads classes one level down)."""
+
+    def group_of(self, item: Item, fields: dict) -> str | None:
+        """The group an image belongs to (images of one group share a split), or None."""
+        return None
+
+    def assign(self, items: list[Item], units: list[list[int]] | None = None, fields: dict | None = None) -> dict[str, list[Item]]:
+        raise NotImplementedError
+
+
+def balance(splits: dict[str, list[Item]], targets: dict[str, float]) -> dict:
+    """{class: {split: {target, achieved, images}}}: the fraction of every class's images in every split."""
+    totals: Counter = Counter()
+    counts: dict[str, Counter] = {}
+    for split, members in splits.items():
+        counts[split] = Counter(item.label for item in members)
+        totals.update(counts[split])
+    out: dict = defaultdict(dict)
+    for label in sorted(totals):
+        for split in splits:
+            n = counts[split][label]
+            entry = {"images": n, "achieved": round(n / totals[label], 4)}
+            if split in targets:
+                entry["target"] = targets[split]
+            out[str(label)][split] = entry
+    return dict(out)
+
+
+def missing_classes(splits: dict[str, list[Item]], class_names: list[str] | None) -> dict[str, list[int]]:
+    """split -> the classes (ids) that have images in some split but none in this one."""
+    present = {split: {item.label for item in members} for split, members in splits.items()}
+    every = set().union(*present.values()) if present else set()
+    return {split: sorted(every - labels) for split, labels in present.items() if every - labels}
+
+
+def class_text(label: int, class_names: list[str] | None) -> str:
+    return repr(class_names[label]) if class_names else str(label)

@@ -1,0 +1,24 @@
+"""split=none: every record in one split."""
+
+from __future__ import annotations
+
+from prep.errors import ConfigError
+from prep.split.base import Dedup, Splitter, rank
+from prep.stages import Item
+
+
+class NoSplit(Splitter):
+    """All items in one split, in label-file order (seed 002 writes ImageNet val in val.txt order)."""
+
+    def __init__(self, name: str = "train", shuffle: bool = False, seed: int = 0, dedup: str = "none", dedup_keep: str = "all", near_distance: int = 5) -> None:
+        super().__init__()
+        if not name or "/" in name:
+            raise ConfigError(f"split.name={name!r}: must be a plain name such as train or validation")
+        settings = Dedup(dedup, dedup_keep, near_distance)
+        self.dedup, self.dedup_keep, self.near_distance = settings.dedup, settings.dedup_keep, settings.near_distance
+        self.name = name
+        self.shuffle = shuffle
+        self.seed = seed
+
+    def assign(self, items: list[Item], units=None, *, fields=None, class_names=None) -> dict[str, list[Item]]:
+        return {self.name: rank(items, self.seed, "order") if self.shuffle else list(items)}
