@@ -379,6 +379,7 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
         splits=list(splits),
         results=results,
         seconds=seconds,
+        skipped=skipped,
         run_info={**run_info, "split_notes": list(getattr(splitter, "notes", [])), "encoder": encoder.describe()},
     )
     summary["metadata_files"] = _write_metadata(output_dir, writer, summary, listing, metadata_paths)

@@ -24,7 +24,8 @@ CLASS_ID_MIN, CLASS_ID_MAX = -(2**63), 2**63 - 1
 _CLASS_KEY = re.compile(r"0|-?[1-9][0-9]{0,18}")  # int64 in decimal: at most 19 digits, no leading zero or "-0"
 
 
-def build(*, name: str, writer, listing, splits: list[str], results: list[ShardResult], seconds: float, run_info: dict) -> dict:
+def build(*, name: str, writer, listing, splits: list[str], results: list[ShardResult], seconds: float, run_info: dict, skipped=None) -> dict:
+    """skipped: the images left out before any shard (label-file problems, the content scan); listing.skipped if None."""
     written = [r for r in results if r.num_records]  # a shard whose images were all skipped is not written
     per_split: dict[str, dict] = {}
     for split in splits:
@@ -40,7 +41,8 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
     formats: Counter = Counter()
     for result in results:
         formats.update(result.formats)
-    skipped = [s.as_dict() for s in listing.skipped] + [s.as_dict() for r in results for s in r.skipped]
+    before = listing.skipped if skipped is None else skipped
+    skipped = [s.as_dict() for s in before] + [s.as_dict() for r in results for s in r.skipped]
     num_records = sum(r.num_records for r in results)
     return {
         "dataset": name,

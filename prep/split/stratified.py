@@ -132,7 +132,8 @@ class StratifiedSplit(Splitter):
         chosen: dict[int, str] = {}
 
         def order(group: list[int]) -> tuple:
-            first = items[group[0]].name.encode()
+            # by size, then a seeded hash of the group's first name: not by listing order
+            first = min(items[i].name for i in group).encode()
             return (-len(group), hashlib.blake2b(f"{self.seed}\0group\0".encode() + first, digest_size=8).digest(), first)
 
         for group in sorted(groups, key=order):
