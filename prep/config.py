@@ -92,6 +92,7 @@ class PassthroughEncoderConf:
     _target_: str = "prep.encoders.PassthroughEncoder"
     convert_to: Optional[str] = None
     quality: int = 95
+    exif: str = "apply"  # apply | ignore (prep.encoders.EXIF_MODES)
     max_pixels: int = II("max_pixels")
 
 
@@ -103,6 +104,7 @@ class ImageEncoderConf:
     png_compression: int = 3
     resize: Optional[int] = None
     channels: Optional[int] = None
+    exif: str = "apply"
     max_pixels: int = II("max_pixels")
 
 
@@ -111,6 +113,7 @@ class RawEncoderConf:
     _target_: str = "prep.encoders.RawEncoder"
     resize: Optional[int] = None
     channels: Optional[int] = None
+    exif: str = "apply"
     max_pixels: int = II("max_pixels")
 
 
