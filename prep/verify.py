@@ -126,7 +126,7 @@ class RecordRules:
         height_key, width_key = self.shape_keys[:2]
         stated = [record[k][1][0] if k in record else None for k in (height_key, width_key)]
         if all(isinstance(n, int) for n in stated) and list(pixels.shape[:2]) != stated:
-            return f"image decodes to {pixels.shape[1]}x{pixels.shape[0]} pixels, {width_key}/{height_key} say {stated[1]}x{stated[0]}"
+            return f"image decodes to {pixels.shape[1]}x{pixels.shape[0]} pixels, the record says {stated[1]}x{stated[0]} ({width_key}, {height_key})"
         return None
 
 
