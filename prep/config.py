@@ -123,6 +123,7 @@ class PassthroughEncoderConf:
     _target_: str = "prep.encoders.PassthroughEncoder"
     convert_to: Optional[str] = None
     quality: int = 95
+    exif: str = "apply"  # apply | ignore (prep.encoders.EXIF_MODES)
     max_pixels: int = II("max_pixels")
 
 
@@ -134,6 +135,7 @@ class ImageEncoderConf:
     png_compression: int = 3
     resize: Optional[int] = None
     channels: Optional[int] = None
+    exif: str = "apply"
     max_pixels: int = II("max_pixels")
 
 
@@ -142,6 +144,7 @@ class RawEncoderConf:
     _target_: str = "prep.encoders.RawEncoder"
     resize: Optional[int] = None
     channels: Optional[int] = None
+    exif: str = "apply"
     max_pixels: int = II("max_pixels")
 
 

@@ -12,6 +12,9 @@ from prep.stages import Encoded
 _EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "tiff": ".tiff", "webp": ".webp", "bmp": ".bmp"}
 _STORES_GRAY = {"jpeg", "png", "tiff", "bmp"}  # OpenCV's WebP encoder turns gray into 3 channels
 DEFAULT_MAX_PIXELS = 20_000 * 20_000
+# encoder.exif: "apply" turns EXIF-oriented JPEGs upright (what a photo viewer shows; TensorFlow's and DALI's
+# decoders ignore the tag, so phone photos would otherwise train sideways); "ignore" keeps the stored pixels.
+EXIF_MODES = ("apply", "ignore")
 
 
 def _cv2():
@@ -37,6 +40,13 @@ def _check_max_pixels(max_pixels: int) -> None:
         raise ConfigError(f"max_pixels={max_pixels}: must be a positive number of pixels")
 
 
+def _check_exif(exif: str) -> None:
+    if exif not in EXIF_MODES:
+        raise ConfigError(
+            f"encoder.exif={exif!r}: choose apply (turn EXIF-oriented JPEGs upright) or ignore (keep the stored pixels as they are)"
+        )
+
+
 def _guard(height: int, width: int, max_pixels: int) -> None:
     if height * width > max_pixels:
         raise EncodeError(f"{width}x{height} is over max_pixels={max_pixels} (a decompression-bomb guard; raise it to convert)")
@@ -46,7 +56,13 @@ def decode(payload, channels: int | None, max_pixels: int):
     """Pixels in OpenCV's order (BGR, or one gray plane) from file bytes or an RGB/gray array.
 
     channels: None keeps gray as gray and colour as colour (alpha dropped); 1 or 3 forces it.
+    EXIF orientation is never applied: these are the stored pixels, the ones a record's height and width give.
     """
+    return _decode(payload, channels, max_pixels)[0]
+
+
+def _decode(payload, channels: int | None, max_pixels: int):
+    """decode's pixels and the EXIF orientation the file asks for (1 for pixel arrays and other formats)."""
     cv2 = _cv2()
     import numpy as np
 
@@ -58,12 +74,22 @@ def decode(payload, channels: int | None, max_pixels: int):
         _guard(info.height, info.width, max_pixels)
         check_complete(data, info.format)  # a cut file is skipped as "truncated", not as "cannot decode"
         flag = {None: cv2.IMREAD_ANYCOLOR, 1: cv2.IMREAD_GRAYSCALE, 3: cv2.IMREAD_COLOR}[channels]
+        # OpenCV would turn JPEGs by their EXIF tag for these flags (not for IMREAD_UNCHANGED): prep applies
+        # the orientation itself, when encoder.exif says so, so it never depends on OpenCV's per-flag habits.
+        flag |= cv2.IMREAD_IGNORE_ORIENTATION
         with _opencv(f"decode this {info.format} ({info.width}x{info.height})"):
             pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
         if pixels is None:
             raise EncodeError(f"cannot decode the image data ({info.format})")
         _guard(pixels.shape[0], pixels.shape[1], max_pixels)
-        return pixels
+        return pixels, info.orientation
+    return _decode_array(payload, channels), 1
+
+
+def _decode_array(payload, channels: int | None):
+    cv2 = _cv2()
+    import numpy as np
+
     pixels = np.ascontiguousarray(payload)
     if pixels.dtype != np.uint8:
         raise EncodeError(f"pixel array of {pixels.dtype}: expected uint8")
@@ -81,6 +107,21 @@ def decode(payload, channels: int | None, max_pixels: int):
         code = cv2.COLOR_RGBA2GRAY if channels == 1 else cv2.COLOR_RGBA2BGR
     with _opencv(f"convert a pixel array of shape {pixels.shape}"):
         return cv2.cvtColor(pixels, code)
+
+
+def orient(pixels, orientation: int):
+    """The pixels turned upright for an EXIF orientation (1..8), as a viewer (or Pillow's exif_transpose) shows them."""
+    import numpy as np
+
+    if orientation in (5, 6, 7, 8):  # a quarter turn: rows become columns
+        pixels = pixels.swapaxes(0, 1)
+    flip_rows, flip_columns = {2: (False, True), 3: (True, True), 4: (True, False), 5: (False, False),
+                               6: (False, True), 7: (True, True), 8: (True, False)}.get(orientation, (False, False))  # fmt: skip
+    if flip_rows:
+        pixels = pixels[::-1]
+    if flip_columns:
+        pixels = pixels[:, ::-1]
+    return np.ascontiguousarray(pixels)
 
 
 def resize_shorter_side(pixels, size: int | None):
@@ -116,6 +157,7 @@ class ImageEncoder:
         resize: int | None = None,
         channels: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        exif: str = "apply",
     ) -> None:
         if format not in _EXTENSIONS:
             raise ConfigError(f"encoder.format={format!r}: choose one of {sorted(_EXTENSIONS)}")
@@ -128,18 +170,31 @@ class ImageEncoder:
         if channels not in (None, 1, 3):
             raise ConfigError(f"encoder.channels={channels}: must be 1 (grayscale), 3 (colour) or null (as the source)")
         _check_max_pixels(max_pixels)
+        _check_exif(exif)
         self.format = format
         self.quality = quality
         self.png_compression = png_compression
         self.resize = resize
         self.channels = channels
         self.max_pixels = max_pixels
+        self.exif = exif
 
     def check(self, source) -> None:
         pass
 
     def describe(self) -> dict:
-        return {"name": self.format, "quality": self.quality, "png_compression": self.png_compression, "resize": self.resize, "channels": self.channels}
+        return {
+            "name": self.format, "quality": self.quality, "png_compression": self.png_compression, "resize": self.resize,
+            "channels": self.channels, "exif": self.exif,
+        }  # fmt: skip
+
+    def pixels(self, payload):
+        """(pixels, oriented, reoriented): decoded, turned upright when exif=apply and the file asks, resized."""
+        pixels, orientation = _decode(payload, self.channels, self.max_pixels)
+        reoriented = self.exif == "apply" and orientation != 1
+        if reoriented:
+            pixels = orient(pixels, orientation)
+        return resize_shorter_side(pixels, self.resize), orientation != 1, reoriented
 
     def _params(self) -> list[int]:
         cv2 = _cv2()
@@ -153,7 +208,7 @@ class ImageEncoder:
 
     def encode(self, payload) -> Encoded:
         cv2 = _cv2()
-        pixels = resize_shorter_side(decode(payload, self.channels, self.max_pixels), self.resize)
+        pixels, oriented, reoriented = self.pixels(payload)
         if pixels.ndim == 2 and self.format not in _STORES_GRAY:  # so the record says what the file holds
             pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
         with _opencv(f"encode {pixels.shape[1]}x{pixels.shape[0]} pixels as {self.format}"):
@@ -161,7 +216,9 @@ class ImageEncoder:
         if not ok:
             raise EncodeError(f"OpenCV could not encode {pixels.shape} pixels as {self.format}")
         height, width, channels = _shape(pixels)
-        return Encoded(buf.tobytes(), self.format, height, width, channels, "GRAY" if channels == 1 else "RGB")
+        space = "GRAY" if channels == 1 else "RGB"
+        # OpenCV's encoders write no EXIF: an EXIF-aware reader cannot turn these pixels a second time.
+        return Encoded(buf.tobytes(), self.format, height, width, channels, space, oriented, reoriented)
 
 
 class RawEncoder:
@@ -169,8 +226,8 @@ class RawEncoder:
 
     cpu_bound = True
 
-    def __init__(self, resize: int | None = None, channels: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        self._image = ImageEncoder("png", resize=resize, channels=channels, max_pixels=max_pixels)
+    def __init__(self, resize: int | None = None, channels: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, exif: str = "apply") -> None:
+        self._image = ImageEncoder("png", resize=resize, channels=channels, max_pixels=max_pixels, exif=exif)
         self.max_pixels = max_pixels
 
     def check(self, source) -> None:
@@ -178,16 +235,16 @@ class RawEncoder:
 
     def describe(self) -> dict:
         # Explicit, because raw bytes say nothing about themselves (seed 004 read int64 pixels back as float64).
-        return {"name": "raw", "dtype": "uint8", "layout": "height x width x channels", "channel_order": "RGB", "resize": self._image.resize}
+        return {"name": "raw", "dtype": "uint8", "layout": "height x width x channels", "channel_order": "RGB", "resize": self._image.resize,
+                "exif": self._image.exif}
 
     def encode(self, payload) -> Encoded:
-        image = self._image
-        pixels = resize_shorter_side(decode(payload, image.channels, image.max_pixels), image.resize)
+        pixels, oriented, reoriented = self._image.pixels(payload)
         if pixels.ndim == 3:
             with _opencv("convert BGR to RGB"):
                 pixels = _cv2().cvtColor(pixels, _cv2().COLOR_BGR2RGB)
         height, width, channels = _shape(pixels)
-        return Encoded(pixels.tobytes(), "raw", height, width, channels, "GRAY" if channels == 1 else "RGB")
+        return Encoded(pixels.tobytes(), "raw", height, width, channels, "GRAY" if channels == 1 else "RGB", oriented, reoriented)
 
 
 class PassthroughEncoder:
@@ -195,16 +252,22 @@ class PassthroughEncoder:
 
     convert_to: re-encode only the inputs that are not already in that format, or are CMYK
     (what TensorFlow's classic ImageNet converter did for ImageNet's PNG and CMYK files).
+    exif: apply re-encodes only JPEGs with an EXIF orientation other than 1, upright, as JPEG at `quality`
+    (no EXIF left); ignore keeps their bytes, and their height and width are the stored (unturned) pixels'.
     """
 
-    def __init__(self, convert_to: str | None = None, quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, convert_to: str | None = None, quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS, exif: str = "apply") -> None:
         _check_max_pixels(max_pixels)
+        _check_exif(exif)
         self.convert_to = convert_to or None
         self.max_pixels = max_pixels
-        self._convert = ImageEncoder(convert_to, quality=quality, channels=3, max_pixels=max_pixels) if convert_to else None
+        self.exif = exif
+        self._convert = ImageEncoder(convert_to, quality=quality, channels=3, max_pixels=max_pixels, exif=exif) if convert_to else None
+        # channels as the source: a gray JPEG stays gray when it is only turned upright
+        self._upright = ImageEncoder("jpeg", quality=quality, max_pixels=max_pixels) if exif == "apply" else None
 
     def describe(self) -> dict:
-        return {"name": "passthrough", "convert_to": self.convert_to}
+        return {"name": "passthrough", "convert_to": self.convert_to, "exif": self.exif}
 
     def check(self, source) -> None:
         if source.payload != "bytes":
@@ -218,6 +281,9 @@ class PassthroughEncoder:
         info = read_header(payload)  # raises with the reason for empty, unknown or unreadable files
         _guard(info.height, info.width, self.max_pixels)
         check_complete(payload, info.format)
-        if self._convert is None or (info.format == self.convert_to and info.colorspace != "CMYK"):
-            return Encoded(payload, info.format, info.height, info.width, info.channels, info.colorspace)
-        return self._convert.encode(payload)
+        if self._convert is not None and (info.format != self.convert_to or info.colorspace == "CMYK"):
+            return self._convert.encode(payload)
+        oriented = info.orientation != 1
+        if oriented and self._upright is not None:
+            return self._upright.encode(payload)
+        return Encoded(payload, info.format, info.height, info.width, info.channels, info.colorspace, oriented)

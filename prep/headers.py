@@ -31,6 +31,9 @@ class ImageInfo:
     width: int
     channels: int  # as OpenCV decodes it unchanged: CMYK JPEGs give 3, gray+alpha PNGs 4
     colorspace: str = ""  # "CMYK" for CMYK JPEG/TIFF, otherwise "RGB" or "GRAY" where known
+    # EXIF orientation of a JPEG (1..8, 1 = upright; height/width are still the stored pixels'). Other formats
+    # give 1: OpenCV's TIFF decoder turns its pixels itself, and the header reader already swaps those sizes.
+    orientation: int = 1
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -136,6 +139,7 @@ _JPEG_TRUNCATED = "truncated jpeg: the data ends before its EOI marker"
 def _jpeg(data: bytes) -> ImageInfo:
     pos = 2
     end = len(data)
+    orientation = 0  # 0 until an Exif APP1 segment was read: the first one counts, as for libexif and Pillow
     while pos < end:
         if data[pos] != 0xFF:
             raise EncodeError(f"corrupt JPEG: expected a marker at byte {pos}")
@@ -154,11 +158,40 @@ def _jpeg(data: bytes) -> ImageInfo:
                 raise EncodeError("JPEG gives its height in a DNL marker; not read without decoding")
             # OpenCV (like TensorFlow) converts CMYK/YCCK to 3 channels; the colorspace still says CMYK.
             space = {1: "GRAY", 3: "RGB", 4: "CMYK"}.get(components, "")
-            return ImageInfo("jpeg", height, width, 1 if components == 1 else 3, space)
+            return ImageInfo("jpeg", height, width, 1 if components == 1 else 3, space, orientation or 1)
         if length < 2:
             raise EncodeError(f"corrupt JPEG: segment length {length} at byte {pos}")
+        if marker == 0xE1 and not orientation and data[pos + 2 : pos + 8] == b"Exif\x00\x00":
+            orientation = _exif_orientation(data, pos + 8, min(pos + length, end))
         pos += length
     raise EncodeError("truncated JPEG header")
+
+
+_EXIF_ORIENTATION = 274
+_EXIF_INTEGERS = {3: "H", 4: "I"}  # SHORT as the standard says; LONG as some writers put it
+
+
+def _exif_orientation(data: bytes, start: int, stop: int) -> int:
+    """The orientation tag of IFD0 in the TIFF structure at data[start:stop] (an Exif APP1 payload).
+
+    Any broken, truncated or out-of-range EXIF gives 1 (upright): a bad tag never costs the image.
+    """
+    tiff = data[start:stop]
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    magic, ifd = struct.unpack_from(order + "HI", tiff, 2)
+    if magic != 42 or ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack_from(order + "H", tiff, ifd)
+    for pos in range(ifd + 2, min(ifd + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, kind, number = struct.unpack_from(order + "HHI", tiff, pos)
+        if tag == _EXIF_ORIENTATION:
+            if kind not in _EXIF_INTEGERS or number < 1:
+                return 1
+            (value,) = struct.unpack_from(order + _EXIF_INTEGERS[kind], tiff, pos + 8)
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 def _jpeg_missing_eoi(data: bytes) -> str | None:

@@ -81,6 +81,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     counts: Counter = Counter()
     formats: Counter = Counter()
     shapes: dict = {}
+    oriented = reoriented = 0  # images with an EXIF orientation, and those of them stored turned upright
     stamps: list = []
 
     def encode(item):
@@ -108,6 +109,8 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             counts[item.label] += 1
             formats[encoded.format] += 1
             merge_shapes(shapes, encoded.height, encoded.width, encoded.channels)
+            oriented += encoded.oriented
+            reoriented += encoded.reoriented
         count_processed(len(plan.items) % 32)
         if sink.num_records == 0:  # every image of this shard was skipped: publish no empty shard
             sink.abort()
@@ -116,10 +119,10 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             return result
 
         def publish(size: int, sha256: str, extra: list[str]) -> None:
-            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes))
+            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented))
 
         size, sha256, extra = sink.commit(before_publish=publish)
-    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes)
+    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented)
 
 
 def skip_limit(max_skipped, total: int) -> int | None:

@@ -298,6 +298,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     info = read_header(data)  # EncodeError for bytes that are no image OpenCV reads
     _guard(info.width, info.height, max_pixels)
     check_complete(data, info.format)
+    # IMREAD_UNCHANGED never applies EXIF orientation (OpenCV turns JPEGs only for the other flags; -1 has every
+    # bit set, so IMREAD_IGNORE_ORIENTATION cannot be added): the stored pixels, as the height/width features say.
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if pixels is None:
         raise EncodeError(f"cannot decode the image data ({info.format})")

@@ -28,6 +28,8 @@ class Encoded:
     width: int
     channels: int
     colorspace: str = ""
+    oriented: bool = False  # the file asks for an EXIF orientation other than 1 (upright)
+    reoriented: bool = False  # ... and the stored pixels were turned upright (encoder.exif=apply)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class ShardResult:
     extra_files: list[str] = field(default_factory=list)  # e.g. DALI index files written beside the shard
     # the range of the stored images' shapes: {"height": [low, high], "width": [low, high], "channels": [...]}
     shapes: dict = field(default_factory=dict)
+    oriented: int = 0  # images whose EXIF orientation is not 1
+    reoriented: int = 0  # ... of them stored turned upright (encoder.exif=apply)
 
     def as_dict(self) -> dict:
         return {
@@ -79,6 +83,8 @@ class ShardResult:
             "skipped": [s.as_dict() for s in self.skipped],
             "extra_files": self.extra_files,
             "shapes": self.shapes,
+            "oriented": self.oriented,
+            "reoriented": self.reoriented,
         }
 
     @classmethod
@@ -94,6 +100,8 @@ class ShardResult:
             [Skip(**s) for s in data["skipped"]],
             data["extra_files"],
             data["shapes"],
+            data["oriented"],
+            data["reoriented"],
         )
 
 

@@ -60,6 +60,7 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
         "feature_fields": writer.feature_fields(listing.class_names is not None),
         "image_formats": dict(sorted(formats.items())),
         "image_shapes": merged_shapes(r.shapes for r in written),
+        **_exif(run_info.get("encoder", {}), results),
         "metadata_files": [],  # filled in by the pipeline once the writer's run-level files are written
         "skipped": skipped,
         "unlabelled": {"count": len(listing.unlabelled), "examples": listing.unlabelled[:20]},
@@ -69,6 +70,15 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
         "version": __version__,
         **run_info,
     }
+
+
+def _exif(encoder: dict, results: list[ShardResult]) -> dict:
+    """summary.json's `exif`: the encoder's mode, the written images with an EXIF orientation other than 1, and how
+    many of them were stored turned upright. Absent for an encoder without the setting."""
+    if "exif" not in encoder:
+        return {}
+    oriented = sum(r.oriented for r in results)
+    return {"exif": {"mode": encoder["exif"], "oriented": oriented, "applied": sum(r.reoriented for r in results)}}
 
 
 def _write_atomically(path: str, text: str) -> None:

@@ -120,9 +120,13 @@ class RecordRules:
         if info.width * info.height > max_pixels:
             return f"{info.width}x{info.height} is over max_pixels={max_pixels} (raise --max-pixels to decode it)"
         try:
-            encoders.decode(data, None, max_pixels)
+            pixels = encoders.decode(data, None, max_pixels)  # the stored pixels: EXIF orientation is not applied
         except EncodeError as err:
             return f"image does not decode ({err})"
+        height_key, width_key = self.shape_keys[:2]
+        stated = [record[k][1][0] if k in record else None for k in (height_key, width_key)]
+        if all(isinstance(n, int) for n in stated) and list(pixels.shape[:2]) != stated:
+            return f"image decodes to {pixels.shape[1]}x{pixels.shape[0]} pixels, the record says {stated[1]}x{stated[0]} ({width_key}, {height_key})"
         return None
 
 
