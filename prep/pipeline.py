@@ -19,7 +19,7 @@ from prep.errors import ConfigError, EncodeError, InputError, WriteError
 from prep.executors import count_processed
 from prep.plan import check_metadata_paths, plan_shards
 from prep.reader import read_items
-from prep.stages import ShardPlan, ShardResult, Skip, merge_shapes
+from prep.stages import ShardPlan, ShardResult, Skip, count_size, merge_shapes
 from prep.writers import record_values
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     counts: Counter = Counter()
     formats: Counter = Counter()
     shapes: dict = {}
+    sizes: dict = {}
     stamps: list = []
 
     def encode(item):
@@ -106,6 +107,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             counts[item.label] += 1
             formats[encoded.format] += 1
             merge_shapes(shapes, encoded.height, encoded.width, encoded.channels)
+            count_size(sizes, encoded.height, encoded.width)
         count_processed(len(plan.items) % 32)
         if sink.num_records == 0:  # every image of this shard was skipped: publish no empty shard
             sink.abort()
@@ -114,10 +116,10 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             return result
 
         def publish(size: int, sha256: str, extra: list[str]) -> None:
-            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes))
+            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, sizes=sizes))
 
         size, sha256, extra = sink.commit(before_publish=publish)
-    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes)
+    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, sizes=sizes)
 
 
 def skip_limit(max_skipped, total: int) -> int | None:
@@ -278,7 +280,8 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
         if failures:
             raise WriteError(f"verify=true: {len(failures)} check(s) failed, no summary.json written: {failures[0]}")
         log.info("verify: every shard re-read and checked")
-    manifest.start([plan.path for plan in plans], owned=[*metadata_paths, outputs.LABELS_CSV, outputs.SUMMARY])  # about to be written
+    manifest.start([plan.path for plan in plans], owned=[*metadata_paths, outputs.REPORT, outputs.LABELS_CSV, outputs.SUMMARY])  # about to be written
+    _write_report(output_dir, summary, source, encoder)
     summaries.write_labels_csv(output_dir, summary, listing.class_names)
     summaries.write(output_dir, summary)
     manifest.remove()
@@ -287,6 +290,14 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
         summary["num_records"], len(summary["skipped"]), len(summary["shards"]), output_dir, seconds, summary["records_per_second"],
     )
     return summary
+
+
+def _write_report(output_dir: str, summary: dict, source, encoder) -> None:
+    """report.html, before summary.json; a report that cannot be made is a warning, never a failed run."""
+    from prep import report
+    from prep.encoders import DEFAULT_MAX_PIXELS
+
+    report.write_for_run(output_dir, summary, source, getattr(encoder, "max_pixels", DEFAULT_MAX_PIXELS))
 
 
 def _write_metadata(output_dir: str, writer, summary: dict, listing, planned: list[str]) -> list[dict]:
