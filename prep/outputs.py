@@ -27,12 +27,13 @@ log = logging.getLogger(__name__)
 MANIFEST = ".prep-manifest"
 SUMMARY = "summary.json"
 LABELS_CSV = "labels.csv"
+REPORT = "report.html"
 LOCK = ".prep-lock"
 LOG = "prep.log"
 HYDRA = ".hydra"
 _HEADER = "run.json"
 # Written by every run beside its shards; a shard pattern may not produce these names.
-RESERVED = frozenset({MANIFEST, SUMMARY, LABELS_CSV, LOCK, LOG, HYDRA})
+RESERVED = frozenset({MANIFEST, SUMMARY, LABELS_CSV, REPORT, LOCK, LOG, HYDRA})
 # The run's own records of itself, never counted as "files in the way".
 _BOOKKEEPING = frozenset({LOCK, LOG, HYDRA})
 _SIDE_FILES = (".partial", ".idx", ".idx.partial")  # what a shard task may leave beside a shard path
@@ -150,7 +151,7 @@ def _summary_files(output_dir: str) -> set[str] | None:
         return None
     if not isinstance(summary, dict) or not isinstance(summary.get("shards"), list) or "dataset" not in summary:
         return None
-    files = {SUMMARY, LABELS_CSV}
+    files = {SUMMARY, LABELS_CSV, REPORT}
     meta = summary.get("metadata_files")
     if isinstance(meta, list):
         files.update(m["path"] for m in meta if isinstance(m, dict) and isinstance(m.get("path"), str))

@@ -31,11 +31,11 @@ from prep.errors import EncodeError, PrepError
 from prep.formats import arrayrecord, ofrecord, protowire, tar, tfrecord, wds
 from prep.headers import read_header
 from prep.load import sniff_records
-from prep.outputs import HYDRA, LABELS_CSV, LOCK, LOG, MANIFEST, SUMMARY
+from prep.outputs import HYDRA, LABELS_CSV, LOCK, LOG, MANIFEST, REPORT, SUMMARY
 
 # What a run folder holds besides its shards (top level only): prep's own files, and Hydra's folder with
 # the three files prep saves there (runlog.save_config).
-KNOWN_FILES = {SUMMARY, LABELS_CSV, LOG, LOCK}
+KNOWN_FILES = {SUMMARY, LABELS_CSV, REPORT, LOG, LOCK}
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
 
