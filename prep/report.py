@@ -163,8 +163,11 @@ class Thumbnails:
         if resolve is None:
             return None, "no preview"
         try:
-            pixels = thumbnail(self.source.read(resolve(name)), self.max_pixels)
-            return self._uri(pixels), ""
+            payload = self.source.read(resolve(name))
+        except _FAILURES:  # missing, outside source.image_dir, not a regular file, too large
+            return None, "cannot be read"
+        try:
+            return self._uri(thumbnail(payload, self.max_pixels)), ""
         except _FAILURES as err:
             return None, _short_reason(err)
         except Exception as err:  # noqa: BLE001 - cv2.error and the like: the page shows a placeholder, the run goes on
@@ -190,12 +193,7 @@ class Thumbnails:
 
 
 def _short_reason(err: Exception) -> str:
-    text = str(err) or type(err).__name__
-    if "max_pixels" in text:
-        return "over max_pixels"
-    if isinstance(err, OSError) or "cannot read" in text or "missing" in text:
-        return "cannot be read"
-    return "does not decode"
+    return "over max_pixels" if "max_pixels" in str(err) else "does not decode"
 
 
 def sample_records(run_dir: str, summary: dict, split: str, count: int = SAMPLES_PER_SPLIT) -> tuple[list[dict], str]:
