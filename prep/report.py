@@ -394,12 +394,14 @@ class Page:
         peak = max(s["num_records"] for s in shown) or 1
         parts, x, split = [], 0, None
         labels = []
+        label_end = 0  # where the last split's name ends: the next split starts after it, names never overlap
         for i, shard in enumerate(shown):
             if shard["split"] != split:
                 if split is not None:
-                    x += 12
+                    x = max(x + 12, label_end + 8)
                 split = shard["split"]
-                labels.append(f'<text x="{x}" y="{chart_h + 16}">{_esc(split)}</text>')
+                labels.append(f'<text x="{x}" y="{chart_h + 34}">{_esc(split)}</text>')
+                label_end = x + 7 * len(split)
             counts = shard.get("class_counts") if isinstance(shard.get("class_counts"), dict) else None
             total = shard["num_records"]
             height = chart_h * total / peak
@@ -426,9 +428,11 @@ class Page:
                 f'<g class="n" data-key="{_esc(json.dumps(["shards", i, "num_records"]))}" data-value="{total}">'
                 f"<title>{_esc(shard['path'])}: {total:,} records; {_esc(mix)}{_esc(more)}</title>{''.join(segments)}</g>"
             )
+            if column >= 20:
+                parts.append(f'<text x="{x + column / 2}" y="{chart_h + 14}" text-anchor="middle" font-size="10">{total:,}</text>')
             x += column + gap
-        width = max(x + 60, 300)
-        svg = f'<svg width="{width}" height="{chart_h + 22}" role="img" aria-label="class mix per shard">{"".join(parts)}{"".join(labels)}</svg>'
+        width = max(x, label_end) + 20
+        svg = f'<svg width="{width}" height="{chart_h + 40}" role="img" aria-label="class mix per shard">{"".join(parts)}{"".join(labels)}</svg>'
         legend = "".join(f'<span><i style="background:{c}"></i>{_esc(_short(self.name(k), 24))}</span>' for k, c in self.colour.items())
         if len(self.totals) > len(self.colour):
             legend += f'<span><i style="background:{OTHER}"></i>{len(self.totals) - len(self.colour):,} other classes</span>'
