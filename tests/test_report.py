@@ -4,6 +4,7 @@ the file; skips and duplicates are shown; prep-report rebuilds the same bytes; b
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import logging
 import os
@@ -377,3 +378,33 @@ def test_prep_and_prep_report_from_the_command_line(tmp_path, photos):
     failed = run_prep(str(tmp_path), module="prep.report", check=False)
     assert failed.returncode == 1 and failed.stderr.count("\n") == 1 and failed.stderr.startswith("error: ")
     assert os.path.exists(run_dir / "summary.json")
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "ofrecord", "arrayrecord", "webdataset"])
+@pytest.mark.parametrize("raw", [False, True])
+def test_the_sample_grid_reads_every_format_and_raw_pixels(tmp_path, fmt, raw):
+    from prep.encoders import ImageEncoder, RawEncoder
+    from prep.labels import EmbeddedLabels
+    from prep.sources import DigitsSource
+    from prep.split import NoSplit
+    from prep.writers import FORMATS
+
+    writer = FORMATS[fmt]
+    keys = {"features": SLIM} if "features" in inspect.signature(writer).parameters else {}  # WebDataset's keys are fixed
+    summary = convert(
+        name="digits", source=DigitsSource(), labels=EmbeddedLabels(), splitter=NoSplit("train"),
+        encoder=RawEncoder() if raw else ImageEncoder("png"), writer=writer(num_shards=2, shard_size=None, **keys),
+        executor=LocalExecutor(1), output_dir=str(tmp_path / "out"), limit=40, progress=False,
+    )
+    text = (tmp_path / "out" / "report.html").read_text()
+    page = Page(text)
+    check_numbers(page, json.loads((tmp_path / "out" / "summary.json").read_text()))
+    assert check_self_contained(text, page) == report.SAMPLES_PER_SPLIT
+    assert 'class="px" width="96" height="96"' in text  # 8x8 digits drawn large, pixel by pixel
+    assert summary["image_sizes"]["height"][report_bin(8)] == 40
+
+
+def report_bin(size: int) -> int:
+    from prep.stages import SIZE_BINS
+
+    return max(i for i, low in enumerate(SIZE_BINS) if low <= size)
