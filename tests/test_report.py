@@ -408,3 +408,37 @@ def report_bin(size: int) -> int:
     from prep.stages import SIZE_BINS
 
     return max(i for i, low in enumerate(SIZE_BINS) if low <= size)
+
+
+def test_report_html_is_written_before_summary_json(tmp_path, photos, monkeypatch):
+    from prep import summary as summaries
+
+    image_dir = tmp_path / "flowers"
+    make_folder(image_dir, photos, per_class=4)
+    seen = []
+    write = summaries.write
+
+    def checked(output_dir, summary):
+        seen.append(os.path.exists(os.path.join(output_dir, "report.html")))
+        write(output_dir, summary)
+
+    monkeypatch.setattr(summaries, "write", checked)
+    run(tmp_path / "out", image_dir)
+    assert seen == [True]
+
+
+def test_the_size_histogram_survives_the_manifest_for_resume():
+    from prep.stages import ShardResult, count_size, merged_sizes
+
+    sizes: dict = {}
+    for height, width in ((8, 8), (100, 300), (9000, 20)):
+        count_size(sizes, height, width)
+    result = ShardResult("a", "train", 3, 10, "0" * 64, {0: 3}, {"png": 3}, sizes=sizes)
+    again = ShardResult.from_dict(json.loads(json.dumps(result.as_dict())))
+    assert again == result
+    merged = merged_sizes([again.sizes, {}, sizes])
+    assert merged["height"][report_bin(8)] == 2 and merged["height"][report_bin(100)] == 2 and merged["height"][-1] == 2
+    assert merged["width"][report_bin(20)] == 2 and merged["width"][report_bin(300)] == 2 and sum(merged["width"]) == 6
+    old = result.as_dict()
+    del old["sizes"]  # a manifest written before the histogram
+    assert ShardResult.from_dict(old).sizes == {}
