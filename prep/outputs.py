@@ -27,13 +27,14 @@ log = logging.getLogger(__name__)
 MANIFEST = ".prep-manifest"
 SUMMARY = "summary.json"
 LABELS_CSV = "labels.csv"
+REPORT = "report.html"
 LOCK = ".prep-lock"
 LOG = "prep.log"
 HYDRA = ".hydra"
 PLAN = "plan.json"  # what the run will write, written before the first shard (and by dry_run=true)
 _HEADER = "run.json"
 # Written by every run beside its shards; a shard pattern may not produce these names.
-RESERVED = frozenset({MANIFEST, SUMMARY, LABELS_CSV, LOCK, LOG, HYDRA, PLAN})
+RESERVED = frozenset({MANIFEST, SUMMARY, LABELS_CSV, REPORT, LOCK, LOG, HYDRA, PLAN})
 # The run's own records of itself, never counted as "files in the way" (a dry run leaves plan.json, .hydra/
 # and prep.log in a folder a real run may then use; that run writes its own).
 _BOOKKEEPING = frozenset({LOCK, LOG, HYDRA, PLAN})
@@ -152,7 +153,7 @@ def _summary_files(output_dir: str) -> set[str] | None:
         return None
     if not isinstance(summary, dict) or not isinstance(summary.get("shards"), list) or "dataset" not in summary:
         return None
-    files = {SUMMARY, LABELS_CSV}
+    files = {SUMMARY, LABELS_CSV, REPORT}
     meta = summary.get("metadata_files")
     if isinstance(meta, list):
         files.update(m["path"] for m in meta if isinstance(m, dict) and isinstance(m.get("path"), str))

@@ -21,7 +21,7 @@ from prep.plan import check_metadata_paths, plan_shards
 from prep import runplan
 from prep.reader import read_items
 from prep.split import Splitter
-from prep.stages import ShardPlan, ShardResult, Skip, merge_shapes
+from prep.stages import ShardPlan, ShardResult, Skip, count_size, merge_shapes
 from prep.writers import record_values
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     formats: Counter = Counter()
     shapes: dict = {}
     oriented = reoriented = 0  # images with an EXIF orientation, and those of them stored turned upright
+    sizes: dict = {}
     stamps: list = []
 
     def encode(item):
@@ -111,6 +112,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             merge_shapes(shapes, encoded.height, encoded.width, encoded.channels)
             oriented += encoded.oriented
             reoriented += encoded.reoriented
+            count_size(sizes, encoded.height, encoded.width)
         count_processed(len(plan.items) % 32)
         if sink.num_records == 0:  # every image of this shard was skipped: publish no empty shard
             sink.abort()
@@ -119,10 +121,10 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             return result
 
         def publish(size: int, sha256: str, extra: list[str]) -> None:
-            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented))
+            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented, sizes=sizes))
 
         size, sha256, extra = sink.commit(before_publish=publish)
-    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented)
+    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented, sizes=sizes)
 
 
 def skip_limit(max_skipped, total: int) -> int | None:
@@ -397,7 +399,8 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
         if failures:
             raise WriteError(f"verify=true: {len(failures)} check(s) failed, no summary.json written: {failures[0]}")
         log.info("verify: every shard re-read and checked")
-    manifest.start([plan.path for plan in plans], owned=[*metadata_paths, outputs.LABELS_CSV, outputs.SUMMARY])  # about to be written
+    manifest.start([plan.path for plan in plans], owned=[*metadata_paths, outputs.REPORT, outputs.LABELS_CSV, outputs.SUMMARY])  # about to be written
+    _write_report(output_dir, summary, source, encoder)
     summaries.write_labels_csv(output_dir, summary, listing.class_names)
     summaries.write(output_dir, summary)
     manifest.remove()
@@ -406,6 +409,14 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
         summary["num_records"], len(summary["skipped"]), len(summary["shards"]), output_dir, seconds, summary["records_per_second"],
     )
     return summary
+
+
+def _write_report(output_dir: str, summary: dict, source, encoder) -> None:
+    """report.html, before summary.json; a report that cannot be made is a warning, never a failed run."""
+    from prep import report
+    from prep.encoders import DEFAULT_MAX_PIXELS
+
+    report.write_for_run(output_dir, summary, source, getattr(encoder, "max_pixels", DEFAULT_MAX_PIXELS))
 
 
 def _write_metadata(output_dir: str, writer, summary: dict, listing, planned: list[str]) -> list[dict]:

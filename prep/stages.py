@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import NamedTuple, Union
 
@@ -70,6 +71,8 @@ class ShardResult:
     shapes: dict = field(default_factory=dict)
     oriented: int = 0  # images whose EXIF orientation is not 1
     reoriented: int = 0  # ... of them stored turned upright (encoder.exif=apply)
+    # a histogram of the stored images' heights and widths over SIZE_BINS: {"height": [n, ...], "width": [n, ...]}
+    sizes: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -85,6 +88,7 @@ class ShardResult:
             "shapes": self.shapes,
             "oriented": self.oriented,
             "reoriented": self.reoriented,
+            "sizes": self.sizes,
         }
 
     @classmethod
@@ -102,6 +106,7 @@ class ShardResult:
             data["shapes"],
             data["oriented"],
             data["reoriented"],
+            data["sizes"],  # a manifest from before the histogram: the shard is written again (see outputs.reusable)
         )
 
 
@@ -129,4 +134,27 @@ def merged_shapes(ranges) -> dict:
         for key in ("height", "width"):
             out[key] = [min(out[key][0], shapes[key][0]), max(out[key][1], shapes[key][1])]
         out["channels"] = sorted(set(out["channels"]) | set(shapes["channels"]))
+    return out
+
+
+# Lower edges of the image-size histogram bins in pixels (half octaves): bin i holds sizes in
+# [SIZE_BINS[i], SIZE_BINS[i + 1]), the last one everything from 8192 up. A fixed list, so shards merge.
+SIZE_BINS = (0, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
+
+
+def count_size(sizes: dict, height: int, width: int) -> None:
+    """Count one image in a size histogram ({"height": [...], "width": [...]} over SIZE_BINS)."""
+    if not sizes:
+        sizes.update(height=[0] * len(SIZE_BINS), width=[0] * len(SIZE_BINS))
+    for key, value in (("height", height), ("width", width)):
+        sizes[key][bisect.bisect_right(SIZE_BINS, value) - 1] += 1
+
+
+def merged_sizes(histograms) -> dict:
+    """Several shards' size histograms as summary.json's `image_sizes`: the bins' lower edges and the counts."""
+    out = {"bins": list(SIZE_BINS), "height": [0] * len(SIZE_BINS), "width": [0] * len(SIZE_BINS)}
+    for sizes in histograms:
+        for key in ("height", "width"):
+            for i, count in enumerate((sizes or {}).get(key, ())):
+                out[key][i] += count
     return out

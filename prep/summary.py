@@ -12,8 +12,8 @@ from collections import Counter
 
 from prep import __version__, storage
 from prep.errors import ConfigError, InputError, WriteError
-from prep.outputs import LABELS_CSV, MANIFEST, SUMMARY
-from prep.stages import ShardResult, merged_shapes
+from prep.outputs import LABELS_CSV, MANIFEST, REPORT, SUMMARY
+from prep.stages import ShardResult, merged_shapes, merged_sizes
 from prep.writers import FIELD_TYPES, FORMATS
 
 KINDS = {name: writer.types for name, writer in FORMATS.items()}
@@ -52,7 +52,10 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
         "num_records": num_records,
         "splits": per_split,
         "shards": [
-            {"path": r.path, "split": r.split, "num_records": r.num_records, "bytes": r.bytes, "sha256": r.sha256, "extra_files": r.extra_files}
+            {
+                "path": r.path, "split": r.split, "num_records": r.num_records, "bytes": r.bytes, "sha256": r.sha256, "extra_files": r.extra_files,
+                "class_counts": {str(label): r.class_counts[label] for label in sorted(r.class_counts)},
+            }
             for r in written
         ],
         "label_map": listing.label_map,
@@ -60,6 +63,7 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
         "feature_fields": writer.feature_fields(listing.class_names is not None),
         "image_formats": dict(sorted(formats.items())),
         "image_shapes": merged_shapes(r.shapes for r in written),
+        "image_sizes": merged_sizes(r.sizes for r in written),
         **_exif(run_info.get("encoder", {}), results),
         "metadata_files": [],  # filled in by the pipeline once the writer's run-level files are written
         "skipped": skipped,
@@ -234,7 +238,7 @@ def _check_metadata_files(c: _Checker, files, shards: set[str]) -> None:
             if field not in entry:
                 c.fail(f"{key}.{field}", "missing")
         path = c.relative_path(entry["path"], f"{key}.path")
-        if path in shards or path in (SUMMARY, LABELS_CSV):
+        if path in shards or path in (SUMMARY, LABELS_CSV, REPORT):
             c.fail(f"{key}.path", f"{path!r} is also a shard or prep's own file")
         c.count(entry["bytes"], f"{key}.bytes")
         if not re.fullmatch(r"[0-9a-f]{64}", c.text(entry["sha256"], f"{key}.sha256")):

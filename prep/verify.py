@@ -31,11 +31,11 @@ from prep.errors import EncodeError, PrepError
 from prep.formats import arrayrecord, ofrecord, protowire, tar, tfrecord, wds
 from prep.headers import read_header
 from prep.load import sniff_records
-from prep.outputs import HYDRA, LABELS_CSV, LOCK, LOG, MANIFEST, PLAN, SUMMARY
+from prep.outputs import HYDRA, LABELS_CSV, LOCK, LOG, MANIFEST, PLAN, REPORT, SUMMARY
 
 # What a run folder holds besides its shards (top level only): prep's own files, and Hydra's folder with
 # the three files prep saves there (runlog.save_config).
-KNOWN_FILES = {SUMMARY, LABELS_CSV, LOG, LOCK, PLAN}
+KNOWN_FILES = {SUMMARY, LABELS_CSV, REPORT, LOG, LOCK, PLAN}
 HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
 
 

@@ -113,7 +113,7 @@ def test_s3_round_trip_on_ray(tmp_path, imagenet_folder, s3, tf):
         f"output_dir={out}", "writer.shard_size=10", "executor=ray", "executor.num_cpus=2", f"hydra.run.dir={tmp_path / 'run'}",
     )
     listing = sorted(p.rsplit("/", 1)[1] for p in s3.ls("prep-test/out/run1"))
-    assert listing == ["data_0.tfrecord", "data_1.tfrecord", "data_2.tfrecord", "labels.csv", "plan.json", "summary.json"]
+    assert listing == ["data_0.tfrecord", "data_1.tfrecord", "data_2.tfrecord", "labels.csv", "plan.json", "report.html", "summary.json"]
     summary = json.loads(s3.cat_file("prep-test/out/run1/summary.json"))
     assert summary["num_records"] == 24
 

@@ -135,7 +135,7 @@ def test_overwrite_replaces_every_file_of_the_earlier_run(tmp_path):
     out = tmp_path / "out"
     old = run(out, limit=40, shard_size=10, pattern="{split}/old-{index}")
     summary = run(out, limit=20, shard_size=10, pattern="{split}/new-{index}", overwrite=True)
-    assert sorted(tree(out)) == sorted(["labels.csv", "plan.json", "summary.json", *(s["path"] for s in summary["shards"])] + [".prep-lock"])
+    assert sorted(tree(out)) == sorted(["labels.csv", "plan.json", "report.html", "summary.json", *(s["path"] for s in summary["shards"])] + [".prep-lock"])
     assert len(old["shards"]) == 4 and len(summary["shards"]) == 2
 
 

@@ -292,7 +292,7 @@ def test_overwrite_removes_the_old_runs_metadata_files(tmp_path, flowers, imagen
     summary = run(out, imagenet_folder.root, labels=SpaceLabels(str(imagenet_folder.labels)), overwrite=True,
                   writer=TFRecordWriter(shard_size=5, features=TFDS_KEYS))
     assert not (out / "label.labels.txt").exists()  # integer labels: no class-name file
-    assert sorted(os.listdir(out)) == sorted([".prep-lock", "dataset_info.json", "features.json", "labels.csv", "plan.json", "summary.json", *(s["path"] for s in summary["shards"])])
+    assert sorted(os.listdir(out)) == sorted([".prep-lock", "dataset_info.json", "features.json", "labels.csv", "plan.json", "report.html", "summary.json", *(s["path"] for s in summary["shards"])])
 
 
 def test_resume_writes_the_metadata(tmp_path, flowers, tfds):
