@@ -124,10 +124,10 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-def _field_text(row, key: str, where: str, line: str) -> str:
+def _field_text(row, key: str, setting: str, where: str, line: str) -> str:
     """A JSON line's field a splitter reads (a group, a split), as text."""
     if not isinstance(row, dict) or key not in row:
-        raise InputError(f'{where}: no "{key}" field (read by split.group_by or split.column): {excerpt(line)}')
+        raise InputError(f'{where}: no "{key}" field ({setting}): {excerpt(line)}')
     value = row[key]
     if isinstance(value, _JsonInt):
         return value.text
@@ -167,7 +167,7 @@ class JsonlLabels:
         self.filename_key = filename_key
         self.label_key = label_key
         self.kind = check_kind(kind)
-        self.columns: tuple[str, ...] = ()  # fields a splitter reads (split.group_by, split.column)
+        self.columns: dict[str, str] = {}  # fields a splitter reads -> the setting naming them (split.group_by, split.column)
 
     def entries(self, source) -> list[LabelEntry]:
         out = []
@@ -195,7 +195,7 @@ class JsonlLabels:
                 )
             if not isinstance(name, str) or not name.strip() or _has_surrogate(name):
                 raise InputError(f"{where}: the filename must be a non-empty string, got {excerpt(line)}")
-            extra = tuple(_field_text(row, key, where, line) for key in self.columns) if self.columns else None
+            extra = tuple(_field_text(row, key, setting, where, line) for key, setting in self.columns.items()) if self.columns else None
             out.append(LabelEntry(name.replace("\ufeff", ""), _label_text(label, where, line), where, None, extra))
         return out
 
@@ -210,7 +210,7 @@ class CsvLabels:
         self.filename_column = filename_column
         self.label_column = label_column
         self.kind = check_kind(kind)
-        self.columns: tuple[str, ...] = ()  # columns a splitter reads (split.group_by, split.column)
+        self.columns: dict[str, str] = {}  # columns a splitter reads -> the setting naming them (split.group_by, split.column)
 
     def entries(self, source) -> list[LabelEntry]:
         numbers: list[int] = []  # the file line of every text handed to the csv reader
@@ -235,7 +235,7 @@ class CsvLabels:
                 if header is None:
                     header = [clean(cell) for cell in row]
                     name_at, label_at = self._columns(header, numbers[first])
-                    extra_at = [self._column(header, numbers[first], "split.group_by/split.column", column) for column in self.columns]
+                    extra_at = [self._column(header, numbers[first], self.columns[column], column) for column in self.columns]
                     continue
                 where = f"{self.path}:{numbers[first]}"
                 if len(row) != len(header):

@@ -326,6 +326,11 @@ def _real(path: str) -> str:
     return path.rstrip("/") if storage.is_url(path) else os.path.realpath(storage.local(path))
 
 
+def holds_run(output_dir: str) -> bool:
+    """Whether output_dir holds a finished or unfinished run (its summary.json or manifest)."""
+    return storage.isdir(output_dir) and any(storage.exists(storage.join(output_dir, name)) for name in (SUMMARY, MANIFEST))
+
+
 def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str, check_only: bool = False) -> dict[str, dict]:
     """Make the (locked) output_dir ready; returns the finished shards a resumed run may keep (path -> entry).
 

@@ -175,7 +175,7 @@ def convert(
     if prepare_split is not None:
         prepare_split(labels)
         if getattr(splitter, "columns", ()) and getattr(labels, "has_columns", False):
-            labels.columns = tuple(splitter.columns)
+            labels.columns = dict(splitter.columns)
     listing = read_items(source, labels, limit)
     writer.check_labels(listing)  # a label the stored type cannot hold stops the run here, before any file
     for skip in listing.skipped:
@@ -183,11 +183,17 @@ def convert(
             raise EncodeError(f"{skip.where}: {skip.source}: {skip.reason}")
     fingerprint = run_info.get("config_fingerprint", "")
     content = None
+    if getattr(splitter, "predefined", False):
+        for item in listing.items:  # a misplaced image or an unknown split value is said before the scan
+            splitter.split_of(item, listing.fields)
     if _scans(splitter):
         # A refused output folder is said before the scan reads every image, not after.
         outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint, check_only=True)
         content = _content_scan(listing, source, splitter, executor, encoder, on_error, progress)
     items, units = (content.items, content.units) if content else (listing.items, [])
+    if not items:
+        reasons = sorted({s.reason for s in content.skipped})
+        raise InputError(f"no usable images: the content scan left out every image ({'; '.join(reasons)[:300]})")
     if isinstance(splitter, Splitter):
         splits = splitter.assign(items, units, fields=listing.fields, class_names=listing.class_names)
     else:
@@ -218,19 +224,28 @@ def convert(
     )
     for warning in warnings[len(getattr(splitter, "notes", [])):]:  # the splitter's own notes are logged already
         log.warning("%s", warning)
-    if not dry_run:
+    if dry_run:
+        try:
+            _check_skips(skipped, limit_skipped, max_skipped)
+        except InputError as err:
+            plan["warnings"].append(f"the real run would stop: {err}")
+    else:
         _check_skips(skipped, limit_skipped, max_skipped)
     # Inputs, stages and plan are all checked: only now is the output folder touched, under its lock.
     # Checked once before the lock (a refused run leaves not even a lock file), and again under it.
     outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint, check_only=True)
     with outputs.RunLock(output_dir):
         if dry_run:
-            # Nothing of an earlier run is deleted or replaced: only plan.json (and the CLI's config and log).
+            # Nothing of an earlier run is deleted or replaced, not even its plan.json or saved config: a folder
+            # that holds a run (overwrite=true or resume=true let the check pass) gets no plan.json.
             outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint, check_only=True)
+            print(runplan.table(plan))
+            if outputs.holds_run(output_dir):
+                log.info("dry run: nothing converted; plan.json not written, output_dir=%s holds a run (left as it is)", output_dir)
+                return plan
             if on_claim is not None:
                 on_claim()
             runplan.write(output_dir, plan)
-            print(runplan.table(plan))
             log.info("dry run: nothing converted; the plan is in %s", storage.join(output_dir, outputs.PLAN))
             return plan
         recorded = outputs.prepare(output_dir, overwrite=overwrite, resume=resume, fingerprint=fingerprint)
@@ -295,12 +310,23 @@ def _content_scan(listing, source, splitter, executor, encoder, on_error: str, p
     sizes = {item.name: entry.size for item, entry in zip(good_items, good_entries)}
     if mode == "none":
         return Content(good_items, [], skipped, {"mode": "none"}, summary, sizes)
-    groups = dedup.find_groups(good_entries, splitter.near_distance if mode == "near" else None)
+    started = time.perf_counter()
+    groups = dedup.find_groups(good_entries, splitter.near_distance if mode == "near" else None, [item.name for item in good_items])
     given = None
     if getattr(splitter, "predefined", False):
         def given(item):
             return splitter.split_of(item, listing.fields)
-    resolved = dedup.resolve(good_items, groups, mode=mode, keep=splitter.dedup_keep, on_error=on_error, given_split=given)
+    resolved = dedup.resolve(
+        good_items, groups, mode=mode, keep=splitter.dedup_keep, on_error=on_error, given_split=given, class_names=listing.class_names
+    )
+    grouped = sum(len(g.members) for g in groups)
+    log.info("dedup (%s): %d group(s) of %d images in %.2f s", mode, len(groups), grouped, time.perf_counter() - started)
+    if mode == "near" and grouped > 0.2 * len(good_items) and len(good_items) >= 50:
+        log.warning(
+            "split.dedup=near put %d of %d images (%.0f%%) in duplicate groups: for these images split.near_distance=%d may be too "
+            "large (or the images too small or too alike for a 64-bit hash); check summary.json duplicates",
+            grouped, len(good_items), 100 * grouped / len(good_items), splitter.near_distance,
+        )
     return Content(resolved.items, resolved.units, skipped + resolved.skipped, resolved.report, summary, sizes)
 
 

@@ -152,7 +152,7 @@ def read_items(source, labels, limit: int | None = None) -> Listing:
     items: list[Item] = []
     skipped: list[Skip] = []
     refs: set = set()
-    columns = tuple(getattr(labels, "columns", ()))
+    columns = dict(getattr(labels, "columns", None) or {})
     fields: dict[str, dict[str, tuple[str, str]]] = {column: {} for column in columns}
     seen: dict[object, tuple[int, str, object]] = {}  # file -> (label, where, ref) of its first entry
     for entry, label in zip(entries, ids):
@@ -170,6 +170,10 @@ def read_items(source, labels, limit: int | None = None) -> Listing:
             first = f"first at {first_where}" + (f" as {first_ref}, the same file" if first_ref != ref else "")
             if first_label != label:
                 raise InputError(f"{entry.where}: {entry.name} is listed again with another label ({first})")
+            if entry.extra is not None:
+                for (column, setting), value in zip(columns.items(), entry.extra):
+                    if fields[column][first_ref][0] != value:
+                        raise InputError(f"{entry.where}: {entry.name} is listed again with another {column!r} ({setting}): {value!r}, {first}")
             skipped.append(Skip(entry.name, f"listed twice ({first})", entry.where))
             continue
         seen[key] = (label, entry.where, ref)

@@ -63,7 +63,7 @@ def build(*, name, writer, listing, splits, plans, skipped, duplicates, balance,
         "skipped": [s.as_dict() for s in skipped],
         "duplicates": duplicates,
         "split_balance": balance,
-        "scan": scan,
+        "scan": {k: v for k, v in scan.items() if k != "seconds"} if scan else scan,  # the same for a dry and a real run
         "warnings": warnings,
     }
 
@@ -76,8 +76,9 @@ def warnings_for(listing, splits, splitter, duplicates: dict | None) -> list[str
     if duplicates and duplicates.get("groups"):
         groups = duplicates["groups"]
         copies = sum(len(g["names"]) for g in groups)
+        together = "" if getattr(splitter, "predefined", False) else "; each group is kept in one split"
         out.append(
-            f"{len(groups)} duplicate group(s), {copies} images in all (split.dedup={duplicates['mode']}); each group is kept in one split"
+            f"{len(groups)} duplicate group(s), {copies} images in all (split.dedup={duplicates['mode']}){together}"
             + (f", {duplicates['dropped']} extra copies not written (split.dedup_keep=first)" if duplicates["dropped"] else "")
         )
         if duplicates.get("conflicts"):
@@ -94,10 +95,16 @@ def warnings_for(listing, splits, splitter, duplicates: dict | None) -> list[str
         odd = [n for n in names if n.startswith(".") or n in ("__MACOSX", "ipynb_checkpoints")]
         if odd:
             out.append(f"class name(s) {', '.join(map(repr, odd[:5]))} look like hidden or system folders, not classes")
-    hidden = sorted({entry.split("/", 1)[0] for entry in listing.ignored if entry.startswith(".") or "/." in entry})
+    hidden = [_hidden_part(entry) for entry in listing.ignored]
+    hidden = [h for h in hidden if h]
     if hidden:
-        out.append(f"{sum(1 for e in listing.ignored if e.startswith('.') or '/.' in e)} file(s) in hidden folders or hidden files were left out, e.g. {', '.join(hidden[:3])}")
+        shown = ", ".join(sorted(set(hidden))[:3])
+        out.append(f"{len(hidden)} hidden file(s) or file(s) in hidden folders were left out, e.g. {shown}")
     totals = Counter(item.label for members in splits.values() for item in members)
+    if names:
+        empty = [name for label, name in enumerate(names) if not totals[label]]
+        if empty:
+            out.append(f"{len(empty)} class(es) have no image left to write (all skipped, or duplicates of other images): {', '.join(map(repr, empty[:5]))}")
     if len(totals) > 1:
         largest = max(totals.values())
         small = sorted(label for label, n in totals.items() if n * IMBALANCE <= largest)
@@ -105,6 +112,15 @@ def warnings_for(listing, splits, splitter, duplicates: dict | None) -> list[str
             shown = ", ".join(f"{names[label] if names else label} ({totals[label]})" for label in small[:5])
             out.append(f"{len(small)} class(es) have at most 1/{IMBALANCE} of the largest class's {largest} images: {shown}")
     return out
+
+
+def _hidden_part(path: str) -> str | None:
+    """The path up to its first hidden part (train/.ipynb_checkpoints), or None."""
+    parts = path.split(" (", 1)[0].split("/")
+    for i, part in enumerate(parts):
+        if part.startswith("."):
+            return "/".join(parts[: i + 1])
+    return None
 
 
 def write(output_dir: str, plan: dict) -> None:

@@ -93,7 +93,7 @@ def _scan_array(pixels, job: ScanJob) -> Scanned:
     return Scanned(digest, pixels.nbytes, "raw", pixels.shape[0], pixels.shape[1], dhash)
 
 
-def _dhash_bytes(data: bytes, info) -> int:
+def _dhash_bytes(data: bytes, info) -> int | None:
     """The difference hash of an encoded image, decoded as small as libjpeg allows (1/8 scale in the DCT
     domain for JPEGs whose reduced size still exceeds the 9x8 thumbnail)."""
     import cv2
@@ -111,10 +111,11 @@ def _dhash_bytes(data: bytes, info) -> int:
     return dhash_pixels(pixels)
 
 
-def dhash_pixels(pixels) -> int:
+def dhash_pixels(pixels) -> int | None:
     """64-bit difference hash: the image as 9x8 gray, one bit per horizontally adjacent pair (left brighter).
 
     Robust to scaling, re-encoding and small colour changes; a crop or a rotation is a different image.
+    None for a blank image: byte-identical blanks are still found by the exact hash.
     """
     import cv2
     import numpy as np
@@ -125,6 +126,8 @@ def dhash_pixels(pixels) -> int:
     if pixels.ndim == 3:
         pixels = pixels[..., :3].mean(axis=2) if pixels.shape[2] >= 3 else pixels[..., 0]
     small = cv2.resize(np.ascontiguousarray(pixels, dtype=np.float32), (9, 8), interpolation=cv2.INTER_AREA)
+    if float(small.max() - small.min()) < 2:
+        return None  # a blank (or nearly blank) image: its hash says nothing, and it would match every other one
     bits = (small[:, :-1] > small[:, 1:]).flatten()
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from conftest import crop, jpeg_bytes, run_prep
+from conftest import crop, jpeg_bytes, png_bytes, run_prep
 from prep.errors import InputError
 from prep.split import FolderSplit, NoSplit, StratifiedSplit
 from split_helpers import class_folders, resized_copy, run, split_of_files, write
@@ -74,7 +75,7 @@ def test_conflicting_copies_are_skipped_with_on_error_skip(tmp_path, planted):
 
 def test_conflicting_copies_stop_the_run_with_on_error_fail(tmp_path, planted):
     write(planted, "cat/looks-like-an-owl.jpg", (planted / "owl/002.jpg").read_bytes())
-    with pytest.raises(InputError, match="different labels.*cat/looks-like-an-owl.jpg.*owl/002.jpg"):
+    with pytest.raises(InputError, match="different labels: cat/looks-like-an-owl.jpg \\(cat\\), owl/002.jpg \\(owl\\)"):
         run(tmp_path / "out", planted, StratifiedSplit(0.2, 0.2), on_error="fail")
     assert not (tmp_path / "out").exists()  # stopped before the output folder was touched
 
@@ -86,7 +87,7 @@ def test_conflict_is_one_line_on_the_command_line(tmp_path, planted):
         f"hydra.run.dir={tmp_path / 'run'}", "progress=false", check=False,
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "error: duplicates with different labels" in proc.stderr
+    assert "error: the same image with different labels" in proc.stderr
 
 
 def test_dedup_none_does_not_hash_and_reports_nothing(tmp_path, planted):
@@ -157,3 +158,44 @@ def test_no_split_can_drop_copies_too(tmp_path, planted):
     summary = run(tmp_path / "out", planted, NoSplit(dedup="exact", dedup_keep="first"))
     assert summary["num_records"] == 60
     assert json.loads((tmp_path / "out/summary.json").read_text())["duplicates"]["dropped"] == 5
+
+
+def test_byte_identical_copies_with_different_labels_are_a_conflict_inside_a_near_group(tmp_path, photos):
+    root = tmp_path / "images"
+    class_folders(root, photos, per_class=12)
+    big = crop(photos, 5, size=300)
+    write(root, "cat/original.jpg", jpeg_bytes(big, quality=95))
+    write(root, "dog/same-bytes.jpg", jpeg_bytes(big, quality=95))  # the same file, another label
+    write(root, "cat/thumb.jpg", resized_copy(big, 0.4, quality=75))  # a near copy joins the group
+    summary = run(tmp_path / "out", root, StratifiedSplit(0.2, 0.2, dedup="near"))
+    where = split_of_files(tmp_path / "out")
+    assert "cat/original.jpg" not in where and "dog/same-bytes.jpg" not in where  # never written with two labels
+    assert {s["source"] for s in summary["skipped"]} == {"cat/original.jpg", "dog/same-bytes.jpg"}
+    with pytest.raises(InputError, match="the same image with different labels: cat/original.jpg \\(cat\\), dog/same-bytes.jpg \\(dog\\)"):
+        run(tmp_path / "fail", root, StratifiedSplit(0.2, 0.2, dedup="near"), on_error="fail")
+
+
+def test_near_groups_do_not_chain_and_blank_images_match_nothing(tmp_path, photos):
+    from prep.dedup import near_leaders
+    from prep.scan import dhash_pixels
+
+    a = 0
+    b = 0b1111  # 4 bits from a
+    c = 0b11111111  # 4 bits from b, 8 from a
+    joined = near_leaders([("a", 0, a), ("b", 1, b), ("c", 2, c)], 5)
+    assert joined == {1: 0}  # c is not pulled into a's group through b
+    assert dhash_pixels(np.zeros((40, 50, 3), np.uint8)) is None and dhash_pixels(np.full((9, 9), 255, np.uint8)) is None
+    root = tmp_path / "images"
+    class_folders(root, photos, per_class=8)
+    for i, (cls, shade) in enumerate((("cat", 0), ("dog", 255), ("owl", 128))):
+        write(root, f"{cls}/blank.png", png_bytes(np.full((30 + i, 40, 3), shade, np.uint8)))
+    summary = run(tmp_path / "out", root, StratifiedSplit(0.2, 0.2, dedup="near"))
+    assert not any("blank" in n for g in summary["duplicates"]["groups"] for n in g["names"])
+
+
+def test_every_image_scanned_out_is_one_line(tmp_path):
+    root = tmp_path / "images"
+    for i in range(4):
+        write(root, f"c{i % 2}/{i}.jpg", b"\xff\xd8\xff garbage")
+    with pytest.raises(InputError, match="no usable images: the content scan left out every image"):
+        run(tmp_path / "out", root, StratifiedSplit(0.2, 0.2, group_by="^(.)"))

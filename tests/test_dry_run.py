@@ -88,3 +88,25 @@ def test_dry_run_without_a_scan_estimates_from_file_sizes(tmp_path, photos):
     plan = run(tmp_path / "out", root, NoSplit(), dry_run=True)
     total = sum((root / n).stat().st_size for ns in names.values() for n in ns)
     assert plan["splits"]["train"]["estimated_bytes"] == total and plan["scan"] is None
+
+
+def test_dry_run_with_overwrite_leaves_a_finished_run_as_it_is(tmp_path, messy):
+    run_prep("dataset=images", f"source.image_dir={messy}", "labels=subdirs", "split=stratified", f"hydra.run.dir={tmp_path / 'run'}", "progress=false")
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    proc = run_prep(
+        "dataset=images", f"source.image_dir={messy}", "labels=subdirs", "split=stratified", "split.val=0.3", "dry_run=true",
+        "overwrite=true", f"hydra.run.dir={tmp_path / 'run'}", "progress=false",
+    )
+    assert "plan.json not written" in proc.stderr and "(all)" in proc.stdout
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+
+
+def test_dry_run_says_when_the_real_run_would_stop_on_max_skipped(tmp_path, messy):
+    plan = run(tmp_path / "out", messy, StratifiedSplit(0.2, 0.1), dry_run=True, max_skipped=1)
+    assert any(w.startswith("the real run would stop: 3 images skipped, more than max_skipped=1") for w in plan["warnings"])
+
+
+def test_a_class_left_without_images_is_named(tmp_path, messy):
+    write(messy, "tiny/only.jpg", (messy / "cat/006.jpg").read_bytes())
+    plan = run(tmp_path / "out", messy, StratifiedSplit(0.2, 0.1, dedup_keep="first"), dry_run=True)
+    assert any("1 class(es) have no image left to write" in w and "'tiny'" in w for w in plan["warnings"])

@@ -125,5 +125,20 @@ def test_group_column_missing_from_the_csv_names_the_line(tmp_path, photos):
     root = tmp_path / "images"
     write(root, "a.jpg", jpeg_bytes(crop(photos, 0)))
     (tmp_path / "labels.csv").write_text("filename,label\na.jpg,1\n")
-    with pytest.raises(Exception, match=r"labels.csv:1: no column split.group_by/split.column='patient'"):
+    with pytest.raises(Exception, match=r"labels.csv:1: no column split.group_by='patient'"):
         run(tmp_path / "out", root, StratifiedSplit(group_by="patient"), labels=CsvLabels(str(tmp_path / "labels.csv")))
+
+
+def test_a_split_with_a_target_but_no_image_is_in_the_balance():
+    items = items_of([(5, 0)] * 4)  # 20 images in groups of 5: 10% validation cannot be met
+    splitter = StratifiedSplit(0.1, 0.25, seed=0, group_by=r"^(patient\d+)_")
+    splits = splitter.assign(items)
+    assert "validation" not in splits
+    assert splitter.balance["0"]["validation"] == {"images": 0, "achieved": 0.0, "target": 0.1}
+
+
+def test_single_images_are_shared_in_proportion_when_a_group_took_too_much():
+    items = items_of([(1001, 0)]) + [Item(f"single{n:03d}.png", 0, f"single{n:03d}.png") for n in range(29)]
+    splits = StratifiedSplit(0.2, 0.2, seed=0, group_by=r"^(patient\d+)_").assign(items)
+    sizes = {s: len(m) for s, m in splits.items()}
+    assert sizes["train"] == 1001 and abs(sizes["validation"] - sizes["test"]) <= 1 and sizes["validation"] + sizes["test"] == 29

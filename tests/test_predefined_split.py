@@ -111,3 +111,12 @@ def test_folders_on_the_command_line(tmp_path, presplit):
         f"hydra.run.dir={tmp_path / 'strict'}", check=False,
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "split.strict=true" in proc.stderr
+
+
+def test_an_image_listed_twice_with_two_splits_is_an_error(tmp_path, photos):
+    root = tmp_path / "images"
+    write(root, "a.jpg", jpeg_bytes(crop(photos, 0)))
+    write(root, "b.jpg", jpeg_bytes(crop(photos, 1)))
+    (tmp_path / "labels.csv").write_text("filename,label,split\na.jpg,x,train\nb.jpg,y,train\na.jpg,x,test\n")
+    with pytest.raises(InputError, match=r"labels.csv:4: a.jpg is listed again with another 'split' \(split.column\): 'test', first at .*labels.csv:2"):
+        run(tmp_path / "out", root, ColumnSplit(), labels=CsvLabels(str(tmp_path / "labels.csv")))

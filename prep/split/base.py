@@ -15,6 +15,7 @@ SPLIT_NAMES = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation", "test": "test"}
 DEDUP = ("none", "exact", "near")
 DEDUP_KEEP = ("all", "first")
+MAX_NEAR_DISTANCE = 16
 
 
 def rank(items: list[Item], seed: int, salt: str) -> list[Item]:
@@ -46,8 +47,11 @@ class Dedup:
             raise ConfigError(f"split.dedup={dedup!r}: choose none, exact (byte-identical files) or near (also resized or re-encoded copies)")
         if dedup_keep not in DEDUP_KEEP:
             raise ConfigError(f"split.dedup_keep={dedup_keep!r}: choose all (write every copy, in one split) or first (write one copy)")
-        if isinstance(near_distance, bool) or not isinstance(near_distance, int) or not 0 <= near_distance <= 32:
-            raise ConfigError(f"split.near_distance={near_distance!r}: a number of differing bits of the 64-bit image hash, 0..32")
+        if isinstance(near_distance, bool) or not isinstance(near_distance, int) or not 0 <= near_distance <= MAX_NEAR_DISTANCE:
+            raise ConfigError(
+                f"split.near_distance={near_distance!r}: a number of differing bits of the 64-bit image hash, 0..{MAX_NEAR_DISTANCE} "
+                "(beyond that, unrelated images match)"
+            )
         self.dedup = dedup
         self.dedup_keep = dedup_keep
         self.near_distance = near_distance
@@ -65,7 +69,7 @@ class Splitter:
     dedup_keep = "all"
     near_distance = 5
     scan = False  # whether the content scan runs even without hashing (to know bad files before splitting)
-    columns: tuple[str, ...] = ()  # label-file columns the splitter reads (a group column, a split column)
+    columns: dict[str, str] = {}  # label-file columns the splitter reads -> the setting that names them
     predefined = False  # whether the split of every image is given (keep=first then keeps evaluation copies)
 
     def __init__(self) -> None:
@@ -88,9 +92,11 @@ class Splitter:
 
 
 def balance(splits: dict[str, list[Item]], targets: dict[str, float]) -> dict:
-    """{class: {split: {target, achieved, images}}}: the fraction of every class's images in every split."""
+    """{class: {split: {target, achieved, images}}}: the fraction of every class's images in every split
+    (a split with a target but no image too, so a missed target shows)."""
     totals: Counter = Counter()
     counts: dict[str, Counter] = {}
+    splits = {**{name: [] for name in SPLIT_NAMES if targets.get(name)}, **splits}
     for split, members in splits.items():
         counts[split] = Counter(item.label for item in members)
         totals.update(counts[split])

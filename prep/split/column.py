@@ -18,7 +18,7 @@ class ColumnSplit(PredefinedSplit):
         if not column:
             raise ConfigError("split.column is empty: name the label-file column that holds each image's split")
         self.column = column
-        self.columns = (column,)
+        self.columns = {column: "split.column"}
 
     def prepare(self, labels) -> None:
         if not getattr(labels, "has_columns", False):

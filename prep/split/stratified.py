@@ -74,14 +74,15 @@ class StratifiedSplit(Splitter):
                     "e.g. '^([^_]+)_' for patient42_001.png"
                 )
         elif self.group_by:
-            self.columns = (self.group_by,)
+            self.columns = {self.group_by: "split.group_by"}
         self.groups_info: dict = {}
 
     def prepare(self, labels) -> None:
         if self.columns and not getattr(labels, "has_columns", False):
             raise ConfigError(
-                f"split.group_by={self.group_by!r} names a column, but labels={type(labels).__name__} has no columns: use a CSV or "
-                "JSONL label file with that column, or a regular expression with one capture group on the image path, e.g. '^([^_]+)_'"
+                f"split.group_by={self.group_by!r} names a label-file column, but this label format has no columns: use labels=csv or "
+                "labels=jsonl with that column, or a regular expression with one capture group in parentheses on the image path, "
+                "e.g. '^([^_]+)_'"
             )
 
     def group_of(self, item: Item, fields: dict) -> str | None:
@@ -159,6 +160,13 @@ class StratifiedSplit(Splitter):
         for label in sorted(totals):
             need_test = max(0, targets[label]["test"] - placed["test"][label])
             need_val = max(0, targets[label]["validation"] - placed["validation"][label])
+            need_train = max(0, targets[label]["train"] - placed["train"][label])
+            singles = len(by_class[label])
+            if need_test + need_val + need_train > singles:
+                # groups took more than their share somewhere: what is left is shared in proportion to the needs
+                total = need_test + need_val + need_train
+                need_test = math.floor(singles * need_test / total + 0.5)
+                need_val = min(singles - need_test, math.floor(singles * need_val / total + 0.5))
             for i, item in enumerate(rank(by_class[label], self.seed, f"split:{label}")):
                 chosen[index_of[item.name]] = "test" if i < need_test else "validation" if i < need_test + need_val else "train"
 
@@ -183,4 +191,4 @@ class StratifiedSplit(Splitter):
             if label in labels_in_groups:
                 self.note(f"class {class_text(label, class_names)} has {totals[label]} image(s) but none in {' and '.join(missing)}: its groups are too large or too few")
             else:
-                self.note(f"class {label} has {totals[label]} image(s): too few for {' and '.join(missing)}, kept in train")
+                self.note(f"class {class_text(label, class_names)} has {totals[label]} image(s): too few for {' and '.join(missing)}, kept in train")
