@@ -552,7 +552,7 @@ class Page:
         facts = [f"mode <code>{_esc(dup.get('mode'))}</code>", f"keep <code>{_esc(dup.get('keep', 'all'))}</code>",
                  f"{num(len(groups), ['duplicates', 'groups'], of='count')} groups"]
         facts += [f"{num(dup[k], ['duplicates', k])} {k}" for k in ("dropped", "conflicts") if isinstance(dup.get(k), int)]
-        out.append(f"<p>{', '.join(facts)}. Copies of one picture are kept in one split; a group whose labels differ is a conflict.</p>")
+        out.append(f"<p>{', '.join(facts)}. Copies of one picture are kept in one split (unless the splits were given); byte-identical copies whose labels differ are a conflict.</p>")
         if not groups:
             out.append("<p>No duplicates found.</p>")
         for group in groups[:MAX_GROUPS]:
@@ -619,12 +619,13 @@ class Page:
         return "\n".join(out)
 
     def notes(self) -> str:
-        notes = self.s.get("split_notes")
+        key = "warnings" if isinstance(self.s.get("warnings"), list) and self.s["warnings"] else "split_notes"  # older runs: split_notes only
+        notes = self.s.get(key)
         if not isinstance(notes, list) or not notes:
             return ""
         items = "".join(f"<li>{_esc(n)}</li>" for n in notes[:MAX_NOTES])
         more = f'<p class="muted">and {len(notes) - MAX_NOTES:,} more</p>' if len(notes) > MAX_NOTES else ""
-        return f'<h2>Warnings: {num(len(notes), ["split_notes"], of="count")}</h2>\n<ul class="warn">{items}</ul>{more}'
+        return f'<h2>Warnings: {num(len(notes), [key], of="count")}</h2>\n<ul class="warn">{items}</ul>{more}'
 
     def samples(self) -> str:
         from prep.inspect import View

@@ -128,6 +128,7 @@ def test_duplicates_across_given_splits_are_leaks_and_keep_first_keeps_the_test_
     leak = groups_by_first(summary)["train/cat/leaked.jpg"]
     assert leak["splits"] == ["train", "validation"] and all(leak["kept"])
     assert any("leakage" in w for w in summary["warnings"])
+    assert "leakage" in (tmp_path / "all/report.html").read_text()  # the report shows every warning
     summary = run(tmp_path / "first", root, FolderSplit(dedup_keep="first"))
     leak = groups_by_first(summary)["train/cat/leaked.jpg"]
     assert leak["kept"] == [False, True]  # the validation copy stays, train loses its copy
