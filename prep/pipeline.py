@@ -13,12 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from prep import outputs, storage
+from prep import outputs, runplan, storage
 from prep import summary as summaries
 from prep.errors import ConfigError, EncodeError, InputError, WriteError
 from prep.executors import count_processed
 from prep.plan import check_metadata_paths, plan_shards
-from prep import runplan
 from prep.reader import read_items
 from prep.split import Splitter
 from prep.stages import ShardPlan, ShardResult, Skip, count_size, merge_shapes
