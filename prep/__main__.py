@@ -145,9 +145,13 @@ def _absolute_config_paths(argv: list[str]) -> list[str]:
 
 
 def _with_forced(argv: list[str]) -> list[str]:
-    """FORCED settings added unless the user set the same key."""
+    """FORCED settings added unless the user set the same key, right after the user's last override: Hydra's
+    argument parser takes overrides as one run, so `prep split=stratified --cfg job` must not end in more."""
     given = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:]}
-    return argv + [o for o in FORCED if o.split("=", 1)[0] not in given]
+    forced = [o for o in FORCED if o.split("=", 1)[0] not in given]
+    overrides = [i for i, arg in enumerate(argv) if i and "=" in arg and not arg.startswith("-")]
+    at = overrides[-1] + 1 if overrides else len(argv)
+    return argv[:at] + forced + argv[at:]
 
 
 def cli() -> None:

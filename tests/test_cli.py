@@ -184,3 +184,9 @@ def test_inspect_piped_into_head_ends_quietly(tmp_path, commands_on_path):
     assert first.startswith("digits: 1500 tfrecord records")
     assert (tmp_path / "err.txt").read_text() == ""  # no "error: [Errno 32] Broken pipe"
     assert status in ("0", "141")  # done, or ended by SIGPIPE as `cat` is; never an error status
+
+
+@pytest.mark.parametrize("args", [["split=stratified", "--cfg", "job"], ["--cfg", "job", "split=stratified"]])
+def test_flags_before_or_after_overrides(args):
+    proc = run_prep(*args)
+    assert "_target_: prep.split.stratified.StratifiedSplit" in proc.stdout
