@@ -107,15 +107,9 @@ class FolderSplitConf:
 
 
 @dataclass
-class ColumnSplitConf:
+class ColumnSplitConf(FolderSplitConf):
     _target_: str = "prep.split.column.ColumnSplit"
     column: str = "split"
-    strict: bool = False
-    shuffle: bool = True
-    seed: int = 0
-    dedup: str = "exact"
-    dedup_keep: str = "all"
-    near_distance: int = 5
 
 
 @dataclass

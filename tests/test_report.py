@@ -26,17 +26,8 @@ from prep.pipeline import convert
 from prep.sources import ImageDirSource
 from prep.split import StratifiedSplit
 from prep.writers import TFRecordWriter
+from test_pipeline import SLIM  # the slim keys, one definition for the tests
 
-SLIM = {
-    "image/encoded": "encoded",
-    "image/format": "format",
-    "image/height": "height",
-    "image/width": "width",
-    "image/channels": "channels",
-    "image/class/label": "label",
-    "image/class/text": "text",
-    "image/filename": "filename",
-}
 
 
 class Page(HTMLParser):

@@ -34,29 +34,6 @@ def canonical_split(value: str) -> str | None:
     return SPLIT_ALIASES.get(value.strip().lower())
 
 
-class Dedup:
-    """The duplicate settings every splitter takes: what the content scan looks for, and what is kept.
-
-    dedup: none (no hashing), exact (byte-identical files), near (exact + a 64-bit difference hash of the
-    decoded thumbnail, grouping images within near_distance bits). dedup_keep: all (every copy is written,
-    all in one split) or first (one copy is written).
-    """
-
-    def __init__(self, dedup: str, dedup_keep: str, near_distance: int) -> None:
-        if dedup not in DEDUP:
-            raise ConfigError(f"split.dedup={dedup!r}: choose none, exact (byte-identical files) or near (also resized or re-encoded copies)")
-        if dedup_keep not in DEDUP_KEEP:
-            raise ConfigError(f"split.dedup_keep={dedup_keep!r}: choose all (write every copy, in one split) or first (write one copy)")
-        if isinstance(near_distance, bool) or not isinstance(near_distance, int) or not 0 <= near_distance <= MAX_NEAR_DISTANCE:
-            raise ConfigError(
-                f"split.near_distance={near_distance!r}: a number of differing bits of the 64-bit image hash, 0..{MAX_NEAR_DISTANCE} "
-                "(beyond that, unrelated images match)"
-            )
-        self.dedup = dedup
-        self.dedup_keep = dedup_keep
-        self.near_distance = near_distance
-
-
 class Splitter:
     """The common surface of the splitters: `assign`, plus what the pipeline reads off them.
 
@@ -75,6 +52,21 @@ class Splitter:
     def __init__(self) -> None:
         self.notes: list[str] = []
         self.balance: dict = {}
+
+    def set_dedup(self, dedup: str, dedup_keep: str, near_distance: int) -> None:
+        """What the content scan looks for and what is kept: dedup none (no hashing), exact (byte-identical
+        files) or near (also a 64-bit difference hash of the decoded thumbnail, grouping images within
+        near_distance bits); dedup_keep all (every copy written, all in one split) or first (one copy)."""
+        if dedup not in DEDUP:
+            raise ConfigError(f"split.dedup={dedup!r}: choose none, exact (byte-identical files) or near (also resized or re-encoded copies)")
+        if dedup_keep not in DEDUP_KEEP:
+            raise ConfigError(f"split.dedup_keep={dedup_keep!r}: choose all (write every copy, in one split) or first (write one copy)")
+        if isinstance(near_distance, bool) or not isinstance(near_distance, int) or not 0 <= near_distance <= MAX_NEAR_DISTANCE:
+            raise ConfigError(
+                f"split.near_distance={near_distance!r}: a number of differing bits of the 64-bit image hash, 0..{MAX_NEAR_DISTANCE} "
+                "(beyond that, unrelated images match)"
+            )
+        self.dedup, self.dedup_keep, self.near_distance = dedup, dedup_keep, near_distance
 
     def note(self, text: str) -> None:
         self.notes.append(text)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prep.errors import ConfigError
-from prep.split.base import Dedup, Splitter, rank
+from prep.split.base import Splitter, rank
 from prep.stages import Item
 
 
@@ -14,8 +14,7 @@ class NoSplit(Splitter):
         super().__init__()
         if not name or "/" in name:
             raise ConfigError(f"split.name={name!r}: must be a plain name such as train or validation")
-        settings = Dedup(dedup, dedup_keep, near_distance)
-        self.dedup, self.dedup_keep, self.near_distance = settings.dedup, settings.dedup_keep, settings.near_distance
+        self.set_dedup(dedup, dedup_keep, near_distance)
         self.name = name
         self.shuffle = shuffle
         self.seed = seed

@@ -7,7 +7,7 @@ split is a warning naming it, an error with split.strict=true.
 from __future__ import annotations
 
 from prep.errors import InputError
-from prep.split.base import SPLIT_NAMES, Dedup, Splitter, balance, class_text, missing_classes, rank
+from prep.split.base import SPLIT_NAMES, Splitter, balance, class_text, missing_classes, rank
 from prep.stages import Item
 
 ACCEPTED = "train, validation (or val, valid), test"
@@ -18,8 +18,7 @@ class PredefinedSplit(Splitter):
 
     def __init__(self, strict: bool, shuffle: bool, seed: int, dedup: str, dedup_keep: str, near_distance: int) -> None:
         super().__init__()
-        settings = Dedup(dedup, dedup_keep, near_distance)
-        self.dedup, self.dedup_keep, self.near_distance = settings.dedup, settings.dedup_keep, settings.near_distance
+        self.set_dedup(dedup, dedup_keep, near_distance)
         self.strict = strict
         self.shuffle = shuffle
         self.seed = seed

@@ -9,7 +9,7 @@ import re
 from collections import Counter, defaultdict
 
 from prep.errors import ConfigError, InputError
-from prep.split.base import SPLIT_NAMES, Dedup, Splitter, balance, class_text, rank
+from prep.split.base import SPLIT_NAMES, Splitter, balance, class_text, rank
 from prep.stages import Item
 
 _ORDER = {"test": 0, "validation": 1, "train": 2}  # equal costs: the smaller split first
@@ -55,8 +55,7 @@ class StratifiedSplit(Splitter):
                 raise ConfigError(f"split.{key}={value}: must be a fraction in [0, 1)")
         if val + test >= 1:
             raise ConfigError(f"split.val={val} and split.test={test} add up to {val + test:g}: they must leave some images for train (< 1)")
-        settings = Dedup(dedup, dedup_keep, near_distance)
-        self.dedup, self.dedup_keep, self.near_distance = settings.dedup, settings.dedup_keep, settings.near_distance
+        self.set_dedup(dedup, dedup_keep, near_distance)
         self.val = val
         self.test = test
         self.seed = seed
