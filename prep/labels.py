@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from prep import storage
 from prep.errors import ConfigError, InputError
-from prep.sources import LabelEntry, clean, read_lines
+from prep.sources import LabelEntry, clean, is_image_name, read_lines
 
 # What `labels.kind` accepts: how label values become ids (prep.reader.label_ids applies it).
 KINDS = ("auto", "int", "name")
@@ -136,28 +136,38 @@ def _field_text(row, key: str, setting: str, where: str, line: str) -> str:
     raise InputError(f'{where}: the "{key}" field must be a string or an integer, got {excerpt(line)}')
 
 
-class SpaceLabels:
+class _Labels:
+    """What every label format shares: entries() as a list (for tests and small files); the reader streams
+    iter_entries(), so a million-line file is never held as a million objects."""
+
+    def entries(self, source) -> list[LabelEntry]:
+        return list(self.iter_entries(source))
+
+
+class SpaceLabels(_Labels):
     """Caffe/ImageNet style: "filename label" per line, separated by spaces or tabs; blank lines and # comments skipped."""
 
     def __init__(self, path: str, kind: str = "auto") -> None:
         self.path = path
         self.kind = check_kind(kind)
 
-    def entries(self, source) -> list[LabelEntry]:
-        out = []
-        for number, line in _lines(self.path):
+    def iter_entries(self, source) -> Iterator[LabelEntry]:
+        path = self.path
+        for number, line in _lines(path):
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isascii() and parts[1].isalnum() and parts[0][0] != "#":  # "name 3", "name n01440764"
+                yield LabelEntry(parts[0], parts[1], f"{path}:{number}")
+                continue
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
-            parts = text.split()
-            where = f"{self.path}:{number}"
+            where = f"{path}:{number}"
             if len(parts) != 2:
                 raise InputError(f'{where}: expected "filename label", got {excerpt(line)}')
-            out.append(LabelEntry(parts[0], _label_text(parts[1], where, line), where))
-        return out
+            yield LabelEntry(parts[0], _label_text(parts[1], where, line), where)
 
 
-class JsonlLabels:
+class JsonlLabels(_Labels):
     """JSON lines: {"name.png": 3} (one pair per line, OneFlow style) or {"file_name": "name.png", "label": 3}."""
 
     has_columns = True
@@ -169,8 +179,7 @@ class JsonlLabels:
         self.kind = check_kind(kind)
         self.columns: dict[str, str] = {}  # fields a splitter reads -> the setting naming them (split.group_by, split.column)
 
-    def entries(self, source) -> list[LabelEntry]:
-        out = []
+    def iter_entries(self, source) -> Iterator[LabelEntry]:
         for number, line in _lines(self.path):
             if not line.strip():
                 continue
@@ -196,11 +205,10 @@ class JsonlLabels:
             if not isinstance(name, str) or not name.strip() or _has_surrogate(name):
                 raise InputError(f"{where}: the filename must be a non-empty string, got {excerpt(line)}")
             extra = tuple(_field_text(row, key, setting, where, line) for key, setting in self.columns.items()) if self.columns else None
-            out.append(LabelEntry(name.replace("\ufeff", ""), _label_text(label, where, line), where, None, extra))
-        return out
+            yield LabelEntry(name.replace("\ufeff", ""), _label_text(label, where, line), where, None, extra)
 
 
-class CsvLabels:
+class CsvLabels(_Labels):
     """CSV with a header row; `filename_column` and `label_column` name the columns to use."""
 
     has_columns = True
@@ -212,8 +220,8 @@ class CsvLabels:
         self.kind = check_kind(kind)
         self.columns: dict[str, str] = {}  # columns a splitter reads -> the setting naming them (split.group_by, split.column)
 
-    def entries(self, source) -> list[LabelEntry]:
-        numbers: list[int] = []  # the file line of every text handed to the csv reader
+    def iter_entries(self, source) -> Iterator[LabelEntry]:
+        numbers: list[int] = []  # the file lines of the row being read (the csv reader reads no further)
 
         def texts():
             for number, line in _lines(self.path):
@@ -221,12 +229,11 @@ class CsvLabels:
                 yield line + "\n"  # the csv reader keeps a line break inside a quoted field only if it sees one
 
         reader = csv.reader(texts())
-        out = []
         header: list[str] | None = None
         first = 0
         try:
             while True:
-                first = len(numbers)  # a quoted field can span lines: a row is named by the line it starts on
+                numbers.clear()  # a quoted field can span lines: a row is named by the line it starts on
                 row = next(reader, None)
                 if row is None:
                     break
@@ -244,13 +251,12 @@ class CsvLabels:
                 if not name:
                     raise InputError(f"{where}: empty {self.filename_column!r}: {excerpt(','.join(row))}")
                 extra = tuple(clean(row[at]) for at in extra_at) if extra_at else None
-                out.append(LabelEntry(name, _label_text(label, where, ",".join(row)), where, None, extra))
+                yield LabelEntry(name, _label_text(label, where, ",".join(row)), where, None, extra)
         except csv.Error as err:
-            line = numbers[first] if first < len(numbers) else len(numbers)
+            line = numbers[first] if first < len(numbers) else "?"
             raise InputError(f"{self.path}:{line}: not CSV as expected: {err}") from None
         if header is None:
             raise InputError(f"labels.path={self.path}: empty file, expected a header row")
-        return out
 
     def _columns(self, header: list[str], number: int) -> tuple[int, int]:
         return (
@@ -266,56 +272,53 @@ class CsvLabels:
         return header.index(column)
 
 
-class SubdirLabels:
+class SubdirLabels(_Labels):
     """The class of an image is the top-level folder it is in (ImageNet train / Keras layout); no label file."""
 
     def __init__(self, kind: str = "auto") -> None:
         self.kind = check_kind(kind)
         self.level = 0  # 1 with split=folders: DIR/<split>/<class>/<image>
 
-    def _sorted_files(self, source) -> tuple[list[str], list[str]]:
-        """(images to convert, files left out): unknown extensions and hidden files or folders are left out.
-
-        Hidden means any part of the path starts with a dot: .DS_Store, macOS's ._name.jpg copies and
-        Jupyter's .ipynb_checkpoints/ are never images of the class they sit in.
-        """
+    def _files(self, source) -> Iterator[tuple[str, bool]]:
+        """(file, converted) for every file of the folder, sorted: unknown extensions and hidden files or
+        folders are left out. Hidden means any part of the path starts with a dot: .DS_Store, macOS's
+        ._name.jpg copies and Jupyter's .ipynb_checkpoints/ are never images of the class they sit in."""
         if not hasattr(source, "image_files"):
             raise InputError(f"labels=subdirs reads class folders, but {source.describe()} has none: use source=image_dir")
-        images = set(source.image_files())
-        used, ignored = [], []
         for name in source.files():
-            hidden = any(part.startswith(".") for part in name.split("/"))
-            (used if name in images and not hidden else ignored).append(name)
-        # Symlinks leading outside, broken ones, FIFOs, aliased class folders: named with the reason.
-        unusable = getattr(source, "unusable", dict)()
-        ignored += [f"{name} ({reason})" for name, reason in sorted(unusable.items())]
-        return used, ignored
+            yield name, is_image_name(name)
 
     def ignored(self, source) -> list[str]:
-        """Files in the folder that are not converted, as relative paths: they are counted, not silently lost."""
-        return self._sorted_files(source)[1]
+        """Files in the folder that are not converted, as relative paths: they are counted, not silently lost.
+        Symlinks leading outside, broken ones, FIFOs, aliased class folders: named with the reason."""
+        left = [name for name, used in self._files(source) if not used]
+        unusable = getattr(source, "unusable", dict)()
+        return left + [f"{name} ({reason})" for name, reason in sorted(unusable.items())]
 
-    def entries(self, source) -> list[LabelEntry]:
-        out = []
-        for name in self._sorted_files(source)[0]:
+    def iter_entries(self, source) -> Iterator[LabelEntry]:
+        found = False
+        where = source.describe()
+        for name, used in self._files(source):
+            if not used:
+                continue
             parts = name.split("/")
             if len(parts) < self.level + 2:
-                where = "at the top" if len(parts) == 1 else f"directly in {parts[0]}/"
+                at = "at the top" if len(parts) == 1 else f"directly in {parts[0]}/"
                 layout = "DIR/<split>/<class>/<image> (split=folders)" if self.level else "DIR/<class>/<image>"
-                raise InputError(f"{source.describe()}/{name}: labels=subdirs needs every image inside a class folder, {layout}; this one is {where}")
-            out.append(LabelEntry(name, parts[self.level], f"{source.describe()}/{name}"))
-        if not out:
-            raise InputError(f"source.image_dir={source.describe()}: no images in class folders")
-        return out
+                raise InputError(f"{where}/{name}: labels=subdirs needs every image inside a class folder, {layout}; this one is {at}")
+            found = True
+            yield LabelEntry(name, parts[self.level], f"{where}/{name}")
+        if not found:
+            raise InputError(f"source.image_dir={where}: no images in class folders")
 
 
-class EmbeddedLabels:
+class EmbeddedLabels(_Labels):
     """Labels that come with the source itself (digits, pixel CSV rows)."""
 
     def __init__(self, kind: str = "auto") -> None:
         self.kind = check_kind(kind)
 
-    def entries(self, source) -> list[LabelEntry]:
+    def iter_entries(self, source) -> Iterator[LabelEntry]:
         if not hasattr(source, "labelled_entries"):
             raise InputError(f"labels=embedded needs a source with labels of its own (digits, pixel_csv), not {source.describe()}")
         return source.labelled_entries()

@@ -207,7 +207,7 @@ def convert(
     if listing.unlabelled:
         log.warning(
             "%d image(s) in %s are not in the label file and were left out, e.g. %s",
-            len(listing.unlabelled), source.describe(), ", ".join(listing.unlabelled[:3]),
+            listing.unlabelled_count, source.describe(), ", ".join(listing.unlabelled[:3]),
         )
     if listing.ignored:
         log.warning(

@@ -96,17 +96,37 @@ class ImageDirSource:
         if self._listing is None:
             self.check()
             if storage.is_url(self.image_dir):
-                self._listing = Listing(set(storage.find(self.image_dir)))  # object stores have no symlinks
+                self._listing = Listing.of_names(storage.find(self.image_dir))  # object stores have no symlinks
             else:
                 self._listing = _walk(self.image_dir)
         return self._listing
 
-    def files(self) -> list[str]:
+    def files(self) -> Iterator[str]:
         """Every file below the folder, sorted, as relative posix paths (symlinked folders not expanded)."""
-        return sorted(self._scan().files)
+        return self._scan().iter_files()
 
-    def image_files(self) -> list[str]:
-        return [f for f in self.files() if f.lower().endswith(IMAGE_EXTENSIONS) and not _hidden(f)]
+    def image_files(self) -> Iterator[str]:
+        return (f for f in self.files() if is_image_name(f))
+
+    def image_hashes(self):
+        """The sorted hashes of the image files' relative paths (what the reader compares labelled names with)."""
+        return self._scan().image_hashes
+
+    def resolve_many(self, names: list[str]) -> list:
+        """resolve() of every name, as a ref or the EncodeError saying why not: a name that is exactly a
+        listed file (the common case) costs one hash lookup, found for all names at once."""
+        listing = self._scan()
+        found = listing.contains_many(names)
+        out = []
+        for name, hit in zip(names, found.tolist()):
+            if hit and not (self.extension and not posixpath.splitext(name)[1]):
+                out.append(name)  # a listed path is already relative and normalized
+                continue
+            try:
+                out.append(self.resolve(name))
+            except EncodeError as err:
+                out.append(err)
+        return out
 
     def resolve(self, name: str) -> str:
         """The relative path of a named image; EncodeError with the reason when it cannot be used.
@@ -134,7 +154,7 @@ class ImageDirSource:
                     raise EncodeError(listing.unusable[candidate])
                 if candidate in listing.dirs:
                     raise EncodeError("a folder, not an image file")
-                if candidate in listing.files or listing.through_alias(candidate) is not None:
+                if candidate in listing or listing.through_alias(candidate) is not None:
                     return candidate
         raise EncodeError("listed in the label file but missing from source.image_dir")
 
@@ -142,6 +162,10 @@ class ImageDirSource:
         """The file itself, whatever name reached it: a symlink or a hard link to a file already listed is
         that file again (device and inode), never a second image."""
         if storage.is_url(self.image_dir):
+            return ref
+        listing = self._scan()
+        # Only a path that may share its file is looked at: a file symlink, a hard link, a path through a symlinked folder.
+        if hash(ref) not in listing.linked and not (listing.dir_aliases and ref not in listing):
             return ref
         try:
             st = os.stat(os.path.join(self.image_dir, ref))
@@ -205,7 +229,12 @@ class ImageDirSource:
 
 
 def _hidden(path: str) -> bool:
-    return any(part.startswith(".") for part in path.split("/"))
+    return path.startswith(".") or "/." in path
+
+
+def is_image_name(path: str) -> bool:
+    """Whether a listed file is offered as an image: an image extension, and no hidden part in its path."""
+    return path.lower().endswith(IMAGE_EXTENSIONS) and not _hidden(path)
 
 
 def _read_all(fd: int, size: int, limit: int) -> bytes:
@@ -235,33 +264,71 @@ def _opened_inside(fd: int, root: str) -> bool:
 
 
 class Listing:
-    """Files below an image folder, and what the walk found about symlinks.
+    """Files below an image folder, and what the walk found about symlinks, in memory that stays small.
 
-    files: relative posix paths of regular files (folders reached through a symlink are not walked again);
-    dirs: the real folders; unusable: entries never converted, with the reason (symlinks leading outside the
-    folder, broken links, FIFOs and devices, symlinked folders shown again under their real name);
-    dir_aliases: symlinked folder -> the real folder inside image_dir it shows.
+    The walk keeps a sorted array of the hashes of the usable files' relative paths (8 bytes a file), not
+    the paths: `path in listing` is exact up to a 64-bit hash collision, and iter_files() walks again, in
+    sorted order, when the names themselves are needed (class folders, examples of unlabelled images).
+    dirs: the real folders; unusable: entries never converted, with the reason (symlinks leading outside
+    the folder, broken links, FIFOs and devices, symlinked folders shown again under their real name);
+    dir_aliases: symlinked folder -> the real folder inside image_dir it shows; linked: hashes of the paths
+    whose file may have another name here (file symlinks, hard links): only they need identity's stat.
     """
 
-    def __init__(self, files: set[str]) -> None:
-        self.files = files
+    def __init__(self, hashes, image_hashes, names: list[str] | None = None, image_dir: str | None = None) -> None:
+        import numpy as np
+
+        self.hashes = np.unique(np.asarray(hashes, dtype=np.int64))
+        self.image_hashes = np.unique(np.asarray(image_hashes, dtype=np.int64))  # files offered as images (extension, not hidden)
         self.dirs: set[str] = set()
         self.unusable: dict[str, str] = {}
         self.dir_aliases: dict[str, str] = {}
+        self.linked: set[int] = set()
+        self._names = names  # object storage: the listing's names (no second walk there)
+        self._image_dir = image_dir
         self._nfc: dict[str, str] | None = None
 
+    @classmethod
+    def of_names(cls, names) -> "Listing":
+        names = sorted(set(names))
+        return cls([hash(name) for name in names], [hash(name) for name in names if is_image_name(name)], names)
+
+    def __contains__(self, path: str) -> bool:
+        hashes = self.hashes
+        i = int(hashes.searchsorted(hash(path)))
+        return i < len(hashes) and int(hashes[i]) == hash(path)
+
+    def contains_many(self, paths: list[str]):
+        """A bool array: which of the paths are files of the folder (one numpy search for all)."""
+        import numpy as np
+
+        wanted = np.fromiter(map(hash, paths), dtype=np.int64, count=len(paths))
+        at = np.minimum(self.hashes.searchsorted(wanted), max(len(self.hashes) - 1, 0))
+        return self.hashes[at] == wanted if len(self.hashes) else np.zeros(len(paths), dtype=bool)
+
+    def iter_files(self) -> Iterator[str]:
+        """Every usable file, sorted, as relative posix paths (a second walk; names are not kept)."""
+        if self._names is not None:
+            yield from self._names
+            return
+        for kind, path, _ in _walk_entries(self._image_dir, os.path.realpath(self._image_dir), ordered=True):
+            if kind == "file":
+                yield path
+
     def nfc(self) -> dict[str, str]:
-        """NFC form -> name on disk: macOS writes NFD names, label files usually hold NFC (or the reverse)."""
+        """NFC form -> name on disk, for the names that are not plain ASCII: macOS writes NFD names, label
+        files usually hold NFC (or the reverse)."""
         if self._nfc is None:
             self._nfc = {}
-            for name in sorted(self.files):
-                self._nfc.setdefault(unicodedata.normalize("NFC", name), name)
+            for name in self.iter_files():
+                if not name.isascii():
+                    self._nfc.setdefault(unicodedata.normalize("NFC", name), name)
         return self._nfc
 
     def through_alias(self, path: str) -> str | None:
         """The real path of a file named through a symlinked folder, if it is listed, else None."""
         if not self.dir_aliases:
-            return path if path in self.files else None
+            return path if path in self else None
         for _ in range(40):  # aliases can point into aliases; 40 as the kernel's symlink limit
             parts = path.split("/")
             for cut in range(len(parts) - 1, 0, -1):
@@ -270,47 +337,119 @@ class Listing:
                     path = posixpath.normpath("/".join([target, *parts[cut:]]))
                     break
             else:
-                return path if path in self.files else None
+                return path if path in self else None
         return None
+
+
+def _classify(entry: os.DirEntry, path: str, root: str) -> tuple[str, object]:
+    """What one folder entry is: ("file", (inode, target inode or None)), ("dir", None), ("alias", real
+    target) or ("unusable", reason). Only symlinks cost a stat: the rest comes from the directory listing."""
+    try:
+        if entry.is_symlink():
+            target = os.path.realpath(entry.path)
+            if os.path.commonpath([root, target]) != root:
+                return "unusable", "symlink points outside source.image_dir"
+            if os.path.isdir(target):
+                return "alias", target
+            if os.path.isfile(target):
+                return "file", (entry.inode(), os.stat(target).st_ino)  # identity() makes it its target again
+            if os.path.exists(target):
+                return "unusable", "not a regular file (a FIFO, socket or device)"
+            return "unusable", "broken symlink (missing target or a loop)"
+        if entry.is_dir(follow_symlinks=False):
+            return "dir", None
+        if entry.is_file(follow_symlinks=False):
+            return "file", (entry.inode(), None)
+        return "unusable", "not a regular file (a FIFO, socket or device)"
+    except OSError as err:
+        return "unusable", f"cannot use: {err.strerror or err}"
+
+
+def _scandir(image_dir: str, rel: str):
+    folder = os.path.join(image_dir, rel)
+    try:
+        return os.scandir(folder)
+    except OSError as err:
+        raise InputError(f"{folder}: cannot list folder: {err.strerror}") from None
+
+
+def _walk_entries(image_dir: str, root: str, ordered: bool = False) -> Iterator[tuple[str, str, object]]:
+    """(kind, relative path, detail) of every entry below the folder, never into a symlinked folder.
+
+    ordered: sorted by path, one folder's entries in memory at a time (a folder's contents sort as its
+    name plus "/" among its siblings, which is where every path below it sorts); else as listed, streamed.
+    """
+    if not ordered:
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            with _scandir(image_dir, rel) as entries:
+                for entry in entries:
+                    path = posixpath.join(rel, entry.name) if rel else entry.name
+                    kind, detail = _classify(entry, path, root)
+                    if kind == "dir":
+                        stack.append(path)
+                    yield kind, path, detail
+        return
+
+    def children(rel: str):
+        with _scandir(image_dir, rel) as entries:
+            found = []
+            for entry in entries:
+                path = posixpath.join(rel, entry.name) if rel else entry.name
+                kind, detail = _classify(entry, path, root)
+                found.append((entry.name + "/" if kind == "dir" else entry.name, kind, path, detail))
+        found.sort(key=lambda row: row[0])
+        return iter(found)
+
+    stack = [children("")]
+    while stack:
+        for _, kind, path, detail in stack[-1]:
+            yield kind, path, detail
+            if kind == "dir":
+                stack.append(children(path))
+                break
+        else:
+            stack.pop()
 
 
 def _walk(image_dir: str) -> Listing:
     """List a local folder without following a symlinked folder into itself or out of the folder."""
+    import numpy as np
+    from array import array
+
     root = os.path.realpath(image_dir)
-    listing = Listing(set())
+    hashes, inodes, images = array("q"), array("q"), array("q")
+    symlinks, targets = [], set()
+    dirs: set[str] = set()
+    unusable: dict[str, str] = {}
     symlinked_dirs: list[tuple[str, str]] = []
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        folder = os.path.join(image_dir, rel)
-        try:
-            entries = list(os.scandir(folder))
-        except OSError as err:
-            raise InputError(f"{folder}: cannot list folder: {err.strerror}") from None
-        for entry in entries:
-            path = posixpath.join(rel, entry.name) if rel else entry.name
-            try:
-                if entry.is_symlink():
-                    target = os.path.realpath(entry.path)
-                    if os.path.commonpath([root, target]) != root:
-                        listing.unusable[path] = "symlink points outside source.image_dir"
-                    elif os.path.isdir(target):
-                        symlinked_dirs.append((path, target))
-                    elif os.path.isfile(target):
-                        listing.files.add(path)  # identity() makes it the same image as its target
-                    elif os.path.exists(target):
-                        listing.unusable[path] = "not a regular file (a FIFO, socket or device)"
-                    else:
-                        listing.unusable[path] = "broken symlink (missing target or a loop)"
-                elif entry.is_dir(follow_symlinks=False):
-                    listing.dirs.add(path)
-                    stack.append(path)
-                elif entry.is_file(follow_symlinks=False):
-                    listing.files.add(path)
-                else:
-                    listing.unusable[path] = "not a regular file (a FIFO, socket or device)"
-            except OSError as err:
-                listing.unusable[path] = f"cannot use: {err.strerror or err}"
+    for kind, path, detail in _walk_entries(image_dir, root):
+        if kind == "file":
+            inode, target = detail
+            hashes.append(hash(path))
+            inodes.append(inode)
+            if is_image_name(path):
+                images.append(hash(path))
+            if target is not None:
+                symlinks.append(hash(path))
+                targets.add(target)
+        elif kind == "dir":
+            dirs.add(path)
+        elif kind == "alias":
+            symlinked_dirs.append((path, detail))
+        else:
+            unusable[path] = detail
+    listing = Listing(hashes, images, image_dir=image_dir)
+    listing.dirs, listing.unusable = dirs, unusable
+    # Hard links share an inode; a file symlink's target is its file: those paths, and only those, are
+    # checked by identity() (a stat each). Inode numbers of two devices can collide: then a few more stats.
+    ino = np.frombuffer(inodes, dtype=np.int64) if inodes else np.zeros(0, dtype=np.int64)
+    values, counts = np.unique(ino, return_counts=True)
+    shared = np.union1d(values[counts > 1], np.fromiter(targets, dtype=np.int64, count=len(targets)))
+    if len(shared):
+        listing.linked = set(np.frombuffer(hashes, dtype=np.int64)[np.isin(ino, shared)].tolist())
+    listing.linked.update(symlinks)
     for alias, target in symlinked_dirs:
         # The real folder is walked under its own name: the symlink is an alias, never walked (no loops,
         # no image listed twice under two class folders).

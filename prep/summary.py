@@ -67,7 +67,7 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
         **_exif(run_info.get("encoder", {}), results),
         "metadata_files": [],  # filled in by the pipeline once the writer's run-level files are written
         "skipped": skipped,
-        "unlabelled": {"count": len(listing.unlabelled), "examples": listing.unlabelled[:20]},
+        "unlabelled": {"count": listing.unlabelled_count, "examples": listing.unlabelled[:20]},
         "ignored": {"count": len(listing.ignored), "examples": listing.ignored[:20]},
         "seconds": round(seconds, 3),
         "records_per_second": round(num_records / seconds, 1) if seconds > 0 else 0.0,
