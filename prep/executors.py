@@ -57,6 +57,26 @@ class LocalExecutor:
         if workers is not None and workers < 1:
             raise ConfigError(f"executor.workers={workers}: must be a positive number of processes, or null for one per core")
         self.workers = workers or _cores()
+        self._pool: ProcessPoolExecutor | None = None
+        self._counter = None
+
+    def start(self) -> None:
+        """Fork the worker processes now, while this process is small: workers forked after planning would
+        each start as a copy of the driver holding the whole item table."""
+        if self.workers > 1 and self._pool is None:
+            self._counter = multiprocessing.get_context("fork").Value("q", 0)  # before the fork: workers share it
+            self._pool = self._new_pool(self.workers)
+            self._pool.submit(os.getpid).result()  # a fork pool starts all its workers at the first task
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def _new_pool(workers: int) -> ProcessPoolExecutor:
+        # fork: workers start at once with the parent's imports; tasks carry everything else they need.
+        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init)
 
     def map(self, fn: Callable, job, tasks: Sequence, progress: Callable[[int], None] | None = None) -> Iterator:
         """Yield fn(job, task) for every task, in order of completion; the first error stops the rest.
@@ -64,7 +84,11 @@ class LocalExecutor:
         progress, if given, is called from a watcher thread with the number of images processed so far.
         """
         global _processed
-        _processed = multiprocessing.get_context("fork").Value("q", 0)  # before the fork: workers share it
+        if self._counter is not None:
+            self._counter.value = 0
+            _processed = self._counter
+        else:
+            _processed = multiprocessing.get_context("fork").Value("q", 0)  # before the fork: workers share it
         stop = threading.Event()
         watcher = threading.Thread(target=_watch, args=(progress, stop), daemon=True) if progress else None
         if watcher:
@@ -83,8 +107,7 @@ class LocalExecutor:
             for task in tasks:
                 yield fn(job, task)
             return
-        # fork: workers start at once with the parent's imports; tasks carry everything else they need.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init)
+        pool = self._pool or self._new_pool(workers)
         finished = False
         try:
             pending = {pool.submit(fn, job, task) for task in tasks}
@@ -100,7 +123,9 @@ class LocalExecutor:
                 # Stop at once: the workers' unfinished shards are only .partial files, removed by the caller.
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            if pool is not self._pool:
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _ray_task(fn: Callable, job, task):

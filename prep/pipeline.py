@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from prep import outputs, runplan, storage
+from prep import memory, outputs, runplan, storage
 from prep import summary as summaries
 from prep.errors import ConfigError, EncodeError, InputError, WriteError
 from prep.executors import count_processed
@@ -135,7 +135,24 @@ def skip_limit(max_skipped, total: int) -> int | None:
     return int(max_skipped) if max_skipped >= 1 or max_skipped == 0 else int(max_skipped * total)
 
 
-def convert(
+def convert(*, executor, **kwargs) -> dict:
+    """Convert and write summary.json last; returns the summary (see _convert).
+
+    The executor's workers are started first, while this process is small, and stopped at the end.
+    """
+    memory.fixed_threshold()
+    start = getattr(executor, "start", None)
+    if start is not None and (not kwargs.get("dry_run") or _scans(kwargs.get("splitter"))):
+        start()
+    try:
+        return _convert(executor=executor, **kwargs)
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
+
+
+def _convert(
     *,
     name: str,
     source,
@@ -380,6 +397,7 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
         with bar_lock:  # the executor's watcher thread and this loop both move the bar, never backwards
             bar.update(max(0, processed - bar.n))
 
+    memory.trim()  # what planning freed goes back to the system before the shards are written
     running = executor.map(write_shard, job, todo, progress=advance)
     try:
         for result in running:

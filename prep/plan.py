@@ -7,6 +7,7 @@ import posixpath
 from prep.errors import ConfigError
 from prep.outputs import RESERVED
 from prep.stages import Item, ShardPlan
+from prep.table import ItemTable
 
 _SIDE_SUFFIXES = (".partial", ".idx", ".idx.partial")
 
@@ -21,7 +22,8 @@ def plan_shards(dataset: str, splits: dict[str, list[Item]], writer) -> list[Sha
         start = 0
         for index, size in enumerate(sizes):
             path = check_shard_path(writer.shard_path(dataset, split, index, count), writer.pattern)
-            plans.append(ShardPlan(path, split, index, count, tuple(items[start : start + size])))
+            chunk = items[start : start + size]  # a table's slice stays a table: a shard task pickles only its rows
+            plans.append(ShardPlan(path, split, index, count, chunk if isinstance(chunk, ItemTable) else tuple(chunk)))
             start += size
     _check_distinct([plan.path for plan in plans], writer.pattern)
     return plans

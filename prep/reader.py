@@ -16,7 +16,7 @@ from prep.errors import EncodeError, InputError
 from prep.labels import check_kind, excerpt
 from prep.sources import LabelEntry
 from prep.stages import Skip
-from prep.table import ItemTable, Strings, StringsBuilder
+from prep.table import ItemTable, Strings, StringsBuilder, sorted_contains
 
 log = logging.getLogger(__name__)
 # ASCII digits with an optional sign, nothing else: "1.0", "1e3", "１" (fullwidth) and "1 000" are not
@@ -234,8 +234,9 @@ class _Rows:
         self.identity = getattr(source, "identity", None)
         self.names = StringsBuilder()
         self.wheres = _Wheres()
-        self.codes = array("q")
+        self.codes = array("i")  # the label text's code (LabelTexts): a few distinct values
         self.keys = array("q")  # hash of each row's file (identity), for the duplicate check
+        self.hashes = array("q")  # hash of each row's path, for the images no entry names
         self.entry_index = array("q")
         self.refs: array | None = None  # rows of sources that give refs (digits, pixel CSV): ints, or tuples of ints
         self.ref_width = 0
@@ -252,24 +253,36 @@ class _Rows:
         names = [entry.name for _, entry, _ in chunk]
         resolve_many = getattr(self.source, "resolve_many", None)
         resolved = resolve_many(names) if resolve_many is not None else [_resolve(self.source, name) for name in names]
-        identity = self.identity
+        refs, wheres, codes, indices = [], [], [], []
         for (index, entry, code), ref in zip(chunk, resolved):
             if isinstance(ref, EncodeError):
                 self.skips.append((index, Skip(entry.name, str(ref), entry.where)))
                 continue
-            row = len(self.codes)
             if ref != entry.name:
-                self.renamed[row] = entry.name
-            self.names.append(ref)
-            self.wheres.append(entry.where)
-            self.codes.append(code)
-            self.keys.append(hash(identity(ref) if identity is not None else ref))
-            self.entry_index.append(index)
+                self.renamed[len(self.codes) + len(refs)] = entry.name
+            refs.append(ref)
+            wheres.append(entry.where)
+            codes.append(code)
+            indices.append(index)
             if self.columns:
                 self.extras.append(entry.extra)
                 if entry.extra is not None:
                     for column, value in zip(self.columns, entry.extra):
                         self.fields[column].setdefault(ref, (value, entry.where))
+        self.names.extend(refs)
+        self.wheres.extend(wheres)
+        self.codes.extend(codes)
+        self.entry_index.extend(indices)
+        self.hashes.extend(map(hash, refs))
+        identities = getattr(self.source, "identities", None)
+        if identities is not None:
+            keys = identities(refs)
+        else:
+            keys = [self.identity(ref) for ref in refs] if self.identity is not None else refs
+        if keys is not refs or self.keys:  # the same keys as the paths' hashes (no linked file) are not kept twice
+            if not self.keys:
+                self.keys.extend(self.hashes[: len(self.hashes) - len(refs)])
+            self.keys.extend(map(hash, keys))
 
     def _add_with_refs(self, chunk) -> None:
         for index, entry, code in chunk:
@@ -282,7 +295,7 @@ class _Rows:
             else:
                 self.refs.append(ref)
             self.names.append(entry.name)
-            self.wheres.append(entry.where)
+            self.wheres.extend([entry.where])
             self.codes.append(code)
             self.entry_index.append(index)
 
@@ -290,7 +303,7 @@ class _Rows:
         """The table with label ids, later mentions of a file dropped (a Skip each), and the Skips in file order."""
         fits = -(2**63) <= min(ids) and max(ids) < 2**63
         lookup = np.array(ids, dtype=np.int64 if fits else object)  # an id beyond int64 is refused by the writer's check
-        codes = np.frombuffer(self.codes, dtype=np.int64) if self.codes else np.zeros(0, dtype=np.int64)
+        codes = np.frombuffer(self.codes, dtype=np.int32) if self.codes else np.zeros(0, dtype=np.int32)
         labels = lookup[codes] if len(codes) else np.zeros(0, dtype=lookup.dtype)
         refs = None
         if self.refs is not None:
@@ -299,10 +312,12 @@ class _Rows:
                 refs = refs.reshape(-1, self.ref_width)
         table = ItemTable(self.names.build(), labels, refs)
         drop = self._later_mentions(table) if refs is None else []
+        self.row_hashes = np.frombuffer(self.hashes, dtype=np.int64) if self.hashes else np.zeros(0, dtype=np.int64)
         if drop:
             keep = np.ones(len(table), dtype=bool)
             keep[[row for row, _ in drop]] = False
             table = table.take(np.flatnonzero(keep))
+            self.row_hashes = self.row_hashes[keep] if len(self.row_hashes) else self.row_hashes
             index = np.frombuffer(self.entry_index, dtype=np.int64)
             self.skips += [(int(index[row]), skip) for row, skip in drop]
         self.skips.sort(key=lambda pair: pair[0])
@@ -310,7 +325,7 @@ class _Rows:
 
     def _later_mentions(self, table: ItemTable) -> list[tuple[int, Skip]]:
         """(row, Skip) of every entry naming a file an earlier entry named; InputError where the two disagree."""
-        keys = np.frombuffer(self.keys, dtype=np.int64) if self.keys else np.zeros(0, dtype=np.int64)
+        keys = np.frombuffer(self.keys or self.hashes, dtype=np.int64) if self.keys or self.hashes else np.zeros(0, dtype=np.int64)
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]
         same = np.flatnonzero(ordered[1:] == ordered[:-1])
@@ -343,12 +358,15 @@ class _Rows:
         another name of the same file). With the folder's hashes at hand they are compared first, and the
         folder is walked again only if some image is left over."""
         source, identity = self.source, self.identity
-        named = np.fromiter(map(hash, items.names), dtype=np.int64, count=len(items))
+        named = np.sort(self.row_hashes)
         image_hashes = getattr(source, "image_hashes", None)
-        left = set(np.setdiff1d(image_hashes(), named).tolist()) if image_hashes is not None else None
-        if left == set():
-            return 0, []
-        named.sort()
+        if image_hashes is not None:
+            ours = image_hashes()
+            left = set(ours[~sorted_contains(named, ours)].tolist())
+            if not left:
+                return 0, []
+        else:
+            left = None
         linked: set | None = None  # the files (device, inode) of the labelled paths that share a file
 
         def labelled(key) -> bool:
@@ -380,11 +398,14 @@ class _Wheres:
         self.rest = StringsBuilder()
         self._built: Strings | None = None
 
-    def append(self, where: str) -> None:
+    def extend(self, wheres: list[str]) -> None:
+        if not wheres:
+            return
         if self.prefix is None:
-            cut = max(where.rfind(":"), where.rfind("/"), where.rfind("[")) + 1
-            self.prefix = where[:cut]
-        self.rest.append(where[len(self.prefix) :] if where.startswith(self.prefix) else "\0" + where)
+            where = wheres[0]
+            self.prefix = where[: max(where.rfind(":"), where.rfind("/"), where.rfind("[")) + 1]
+        prefix, cut = self.prefix, len(self.prefix)
+        self.rest.extend([where[cut:] if where.startswith(prefix) else "\0" + where for where in wheres])
 
     def __getitem__(self, row: int) -> str:
         if self._built is None:

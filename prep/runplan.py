@@ -12,40 +12,63 @@ from collections import Counter
 
 from prep import storage
 from prep.outputs import PLAN
+from prep.table import label_counts
 
 log = logging.getLogger(__name__)
 IMBALANCE = 10  # a class this many times smaller than the largest is named in the warnings
 _TABLE_CLASSES = 30  # classes shown per split in the table; the rest are summed up
 
 
-def estimated_sizes(items, source, encoder, scanned: dict | None) -> dict[str, int] | None:
-    """Bytes per item name for pass-through (the files' sizes), else None (unknown before encoding)."""
+SAMPLE = 20_000  # files whose sizes a dry run reads without a scan; more images are estimated from them
+
+
+class Sizes:
+    """What the stored images will weigh, for pass-through: each file's size (from the scan, or read for up to
+    SAMPLE files), or beyond that the mean size of an even sample of SAMPLE files times the images."""
+
+    def __init__(self, exact: dict[str, int] | None = None, mean: float | None = None) -> None:
+        self.exact = exact
+        self.mean = mean
+
+    def of(self, members) -> int:
+        if self.exact is not None:
+            names = members.names if hasattr(members, "names") else (item.name for item in members)
+            return sum(self.exact.get(name, 0) for name in names)
+        return round(self.mean * len(members))
+
+
+def estimated_sizes(items, source, encoder, scanned: dict | None) -> Sizes | None:
+    """The stored sizes for pass-through (the files' sizes), else None (unknown before encoding)."""
     from prep.encoders import PassthroughEncoder
 
     if not isinstance(encoder, PassthroughEncoder):
         return None
     if scanned is not None:
-        return {item.name: scanned[item.name] for item in items if item.name in scanned}
+        return Sizes(exact=scanned)
+    step = max(1, len(items) // SAMPLE)
     sizes = {}
-    for item in items:
+    for i in range(0, len(items), step):
+        item = items[i]
         stamp = source.stamp(item.ref) if hasattr(source, "stamp") else None
         if not stamp:
             return None
         sizes[item.name] = int(str(stamp).split(":", 1)[0])
-    return sizes
+    if step == 1:
+        return Sizes(exact=sizes)
+    return Sizes(mean=sum(sizes.values()) / len(sizes))
 
 
 def build(*, name, writer, listing, splits, plans, skipped, duplicates, balance, scan, warnings, sizes) -> dict:
     per_split = {}
     shards = []
     for plan in plans:
-        est = sum(sizes.get(item.name, 0) for item in plan.items) if sizes is not None else None
+        est = sizes.of(plan.items) if sizes is not None else None
         shards.append({"path": plan.path, "split": plan.split, "num_records": len(plan.items), "estimated_bytes": est})
     for split, members in splits.items():
         if not members:
             continue
-        counts = Counter(item.label for item in members)
-        est = sum(sizes.get(item.name, 0) for item in members) if sizes is not None else None
+        counts = label_counts(members)
+        est = sizes.of(members) if sizes is not None else None
         per_split[split] = {
             "num_records": len(members),
             "num_shards": sum(1 for p in plans if p.split == split),
@@ -100,7 +123,9 @@ def warnings_for(listing, splits, splitter, duplicates: dict | None) -> list[str
     if hidden:
         shown = ", ".join(sorted(set(hidden))[:3])
         out.append(f"{len(hidden)} hidden file(s) or file(s) in hidden folders were left out, e.g. {shown}")
-    totals = Counter(item.label for members in splits.values() for item in members)
+    totals: Counter = Counter()
+    for members in splits.values():
+        totals.update(label_counts(members))
     if names:
         empty = [name for label, name in enumerate(names) if not totals[label]]
         if empty:

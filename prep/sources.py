@@ -173,6 +173,13 @@ class ImageDirSource:
             return ref
         return (st.st_dev, st.st_ino)
 
+    def identities(self, refs: list[str]) -> list:
+        """identity() of many refs: the refs themselves when the folder has no linked files or aliases."""
+        listing = self._scan()
+        if storage.is_url(self.image_dir) or not (listing.linked or listing.dir_aliases):
+            return refs
+        return [self.identity(ref) for ref in refs]
+
     def unusable(self) -> dict[str, str]:
         """Entries of the folder that are never converted, with the reason (for labels=subdirs to report)."""
         return dict(self._scan().unusable)
@@ -276,10 +283,10 @@ class Listing:
     """
 
     def __init__(self, hashes, image_hashes, names: list[str] | None = None, image_dir: str | None = None) -> None:
-        import numpy as np
+        from prep.table import sorted_unique
 
-        self.hashes = np.unique(np.asarray(hashes, dtype=np.int64))
-        self.image_hashes = np.unique(np.asarray(image_hashes, dtype=np.int64))  # files offered as images (extension, not hidden)
+        self.hashes = sorted_unique(hashes)
+        self.image_hashes = sorted_unique(image_hashes)  # files offered as images (extension, not hidden)
         self.dirs: set[str] = set()
         self.unusable: dict[str, str] = {}
         self.dir_aliases: dict[str, str] = {}
@@ -302,16 +309,16 @@ class Listing:
         """A bool array: which of the paths are files of the folder (one numpy search for all)."""
         import numpy as np
 
-        wanted = np.fromiter(map(hash, paths), dtype=np.int64, count=len(paths))
-        at = np.minimum(self.hashes.searchsorted(wanted), max(len(self.hashes) - 1, 0))
-        return self.hashes[at] == wanted if len(self.hashes) else np.zeros(len(paths), dtype=bool)
+        from prep.table import sorted_contains
+
+        return sorted_contains(self.hashes, np.fromiter(map(hash, paths), dtype=np.int64, count=len(paths)))
 
     def iter_files(self) -> Iterator[str]:
         """Every usable file, sorted, as relative posix paths (a second walk; names are not kept)."""
         if self._names is not None:
             yield from self._names
             return
-        for kind, path, _ in _walk_entries(self._image_dir, os.path.realpath(self._image_dir), ordered=True):
+        for kind, path, _ in _walk_entries(self._image_dir, os.path.realpath(self._image_dir)):
             if kind == "file":
                 yield path
 
@@ -373,24 +380,10 @@ def _scandir(image_dir: str, rel: str):
         raise InputError(f"{folder}: cannot list folder: {err.strerror}") from None
 
 
-def _walk_entries(image_dir: str, root: str, ordered: bool = False) -> Iterator[tuple[str, str, object]]:
-    """(kind, relative path, detail) of every entry below the folder, never into a symlinked folder.
-
-    ordered: sorted by path, one folder's entries in memory at a time (a folder's contents sort as its
-    name plus "/" among its siblings, which is where every path below it sorts); else as listed, streamed.
-    """
-    if not ordered:
-        stack = [""]
-        while stack:
-            rel = stack.pop()
-            with _scandir(image_dir, rel) as entries:
-                for entry in entries:
-                    path = posixpath.join(rel, entry.name) if rel else entry.name
-                    kind, detail = _classify(entry, path, root)
-                    if kind == "dir":
-                        stack.append(path)
-                    yield kind, path, detail
-        return
+def _walk_entries(image_dir: str, root: str) -> Iterator[tuple[str, str, object]]:
+    """(kind, relative path, detail) of every entry below the folder, sorted by path, never into a symlinked
+    folder; one folder's entries in memory at a time (a folder's contents sort as its name plus "/" among
+    its siblings, which is where every path below it sorts)."""
 
     def children(rel: str):
         with _scandir(image_dir, rel) as entries:
@@ -414,9 +407,16 @@ def _walk_entries(image_dir: str, root: str, ordered: bool = False) -> Iterator[
 
 
 def _walk(image_dir: str) -> Listing:
-    """List a local folder without following a symlinked folder into itself or out of the folder."""
-    import numpy as np
+    """List a local folder without following a symlinked folder into itself or out of the folder.
+
+    As _walk_entries, unsorted, with a regular file (nearly every entry) handled inline: its path is hashed,
+    its inode (from the directory listing, no stat) kept to find hard links.
+    """
     from array import array
+
+    import numpy as np
+
+    from prep.table import repeated, sorted_contains, sorted_unique
 
     root = os.path.realpath(image_dir)
     hashes, inodes, images = array("q"), array("q"), array("q")
@@ -424,31 +424,49 @@ def _walk(image_dir: str) -> Listing:
     dirs: set[str] = set()
     unusable: dict[str, str] = {}
     symlinked_dirs: list[tuple[str, str]] = []
-    for kind, path, detail in _walk_entries(image_dir, root):
-        if kind == "file":
-            inode, target = detail
-            hashes.append(hash(path))
-            inodes.append(inode)
-            if is_image_name(path):
-                images.append(hash(path))
-            if target is not None:
-                symlinks.append(hash(path))
-                targets.add(target)
-        elif kind == "dir":
-            dirs.add(path)
-        elif kind == "alias":
-            symlinked_dirs.append((path, detail))
-        else:
-            unusable[path] = detail
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        prefix = rel + "/" if rel else ""
+        hidden = _hidden(rel) if rel else False
+        with _scandir(image_dir, rel) as entries:
+            for entry in entries:
+                path = prefix + entry.name
+                try:
+                    regular = entry.is_file(follow_symlinks=False)  # a regular file: not a symlink, from d_type
+                except OSError:
+                    regular = False
+                if regular:
+                    key = hash(path)
+                    hashes.append(key)
+                    inodes.append(entry.inode())
+                    if not hidden and entry.name[0] != "." and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                        images.append(key)
+                    continue
+                kind, detail = _classify(entry, path, root)
+                if kind == "file":
+                    inode, target = detail
+                    hashes.append(hash(path))
+                    inodes.append(inode)
+                    if is_image_name(path):
+                        images.append(hash(path))
+                    symlinks.append(hash(path))
+                    targets.add(target)
+                elif kind == "dir":
+                    dirs.add(path)
+                    stack.append(path)
+                elif kind == "alias":
+                    symlinked_dirs.append((path, detail))
+                else:
+                    unusable[path] = detail
     listing = Listing(hashes, images, image_dir=image_dir)
     listing.dirs, listing.unusable = dirs, unusable
     # Hard links share an inode; a file symlink's target is its file: those paths, and only those, are
     # checked by identity() (a stat each). Inode numbers of two devices can collide: then a few more stats.
     ino = np.frombuffer(inodes, dtype=np.int64) if inodes else np.zeros(0, dtype=np.int64)
-    values, counts = np.unique(ino, return_counts=True)
-    shared = np.union1d(values[counts > 1], np.fromiter(targets, dtype=np.int64, count=len(targets)))
+    shared = sorted_unique(np.concatenate([repeated(ino), np.fromiter(targets, dtype=np.int64, count=len(targets))]))
     if len(shared):
-        listing.linked = set(np.frombuffer(hashes, dtype=np.int64)[np.isin(ino, shared)].tolist())
+        listing.linked = set(np.frombuffer(hashes, dtype=np.int64)[sorted_contains(shared, ino)].tolist())
     listing.linked.update(symlinks)
     for alias, target in symlinked_dirs:
         # The real folder is walked under its own name: the symlink is an alias, never walked (no loops,

@@ -20,7 +20,7 @@ class Strings(Sequence):
 
     __slots__ = ("_data", "_offsets")
 
-    def __init__(self, data: bytes, offsets: np.ndarray) -> None:
+    def __init__(self, data: bytes | bytearray, offsets: np.ndarray) -> None:
         self._data = data
         self._offsets = offsets  # int64, len(self) + 1, offsets[0] == 0
 
@@ -76,6 +76,18 @@ class StringsBuilder:
         self._data += value.encode("utf-8", "surrogatepass")
         self._ends.append(len(self._data))
 
+    def extend(self, values: list[str]) -> None:
+        """Append many strings: plain ASCII ones in one join, their lengths counted in C."""
+        joined = "".join(values)
+        if not joined.isascii():
+            for value in values:
+                self.append(value)
+            return
+        base = len(self._data)
+        self._data += joined.encode("ascii")
+        ends = np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values))) + base
+        self._ends.frombytes(ends.tobytes())
+
     def append_bytes(self, value: bytes) -> None:
         self._data += value
         self._ends.append(len(self._data))
@@ -87,7 +99,8 @@ class StringsBuilder:
         offsets = np.zeros(len(self._ends) + 1, dtype=np.int64)
         if self._ends:
             offsets[1:] = np.frombuffer(self._ends, dtype=np.int64)
-        return Strings(bytes(self._data), offsets)
+        data, self._data, self._ends = self._data, bytearray(), array("q")
+        return Strings(data, offsets)  # the buffer itself, not a copy: the builder starts over
 
 
 class ItemTable(Sequence):
@@ -162,3 +175,26 @@ def label_counts(members) -> dict[int, int]:
     for item in members:
         counts[item.label] = counts.get(item.label, 0) + 1
     return counts
+
+
+def sorted_unique(values) -> np.ndarray:
+    """The distinct values of an int64 array, sorted (np.unique's hash table is slower for a million)."""
+    out = np.sort(np.asarray(values, dtype=np.int64))
+    if len(out) > 1:
+        out = out[np.concatenate(([True], out[1:] != out[:-1]))]
+    return out
+
+
+def repeated(values) -> np.ndarray:
+    """The values an int64 array holds more than once, sorted."""
+    ordered = np.sort(np.asarray(values, dtype=np.int64))
+    return sorted_unique(ordered[1:][ordered[1:] == ordered[:-1]])
+
+
+def sorted_contains(haystack: np.ndarray, needles) -> np.ndarray:
+    """A bool array: which needles are in the sorted int64 array haystack."""
+    needles = np.asarray(needles, dtype=np.int64)
+    if not len(haystack):
+        return np.zeros(len(needles), dtype=bool)
+    at = np.minimum(haystack.searchsorted(needles), len(haystack) - 1)
+    return haystack[at] == needles

@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 
 from prep.errors import ConfigError
 from prep.stages import Item
+from prep.table import ItemTable, label_counts
 
 log = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "validation", "test")
@@ -18,15 +19,18 @@ DEDUP_KEEP = ("all", "first")
 MAX_NEAR_DISTANCE = 16
 
 
-def rank(items: list[Item], seed: int, salt: str) -> list[Item]:
+def rank(items, seed: int, salt: str):
     """Items ordered by a salted hash of their names: a seeded shuffle that does not depend on the order
-    the files were listed in (TFDS shuffles by hashed keys for the same reason)."""
+    the files were listed in (TFDS shuffles by hashed keys for the same reason). A table stays a table."""
     prefix = f"{seed}\0{salt}\0".encode()
 
-    def key(item: Item) -> tuple[bytes, str]:
-        return hashlib.blake2b(prefix + item.name.encode(), digest_size=8).digest(), item.name
+    def key(name: str) -> tuple[bytes, str]:
+        return hashlib.blake2b(prefix + name.encode(), digest_size=8).digest(), name
 
-    return sorted(items, key=key)
+    if isinstance(items, ItemTable):
+        keys = [key(name) for name in items.names]
+        return items.take(sorted(range(len(keys)), key=keys.__getitem__))
+    return sorted(items, key=lambda item: key(item.name))
 
 
 def canonical_split(value: str) -> str | None:
@@ -90,7 +94,7 @@ def balance(splits: dict[str, list[Item]], targets: dict[str, float]) -> dict:
     counts: dict[str, Counter] = {}
     splits = {**{name: [] for name in SPLIT_NAMES if targets.get(name)}, **splits}
     for split, members in splits.items():
-        counts[split] = Counter(item.label for item in members)
+        counts[split] = Counter(label_counts(members))
         totals.update(counts[split])
     out: dict = defaultdict(dict)
     for label in sorted(totals):
@@ -105,7 +109,7 @@ def balance(splits: dict[str, list[Item]], targets: dict[str, float]) -> dict:
 
 def missing_classes(splits: dict[str, list[Item]], class_names: list[str] | None) -> dict[str, list[int]]:
     """split -> the classes (ids) that have images in some split but none in this one."""
-    present = {split: {item.label for item in members} for split, members in splits.items()}
+    present = {split: set(label_counts(members)) for split, members in splits.items()}
     every = set().union(*present.values()) if present else set()
     return {split: sorted(every - labels) for split, labels in present.items() if every - labels}
 

@@ -20,4 +20,4 @@ class NoSplit(Splitter):
         self.seed = seed
 
     def assign(self, items: list[Item], units=None, *, fields=None, class_names=None) -> dict[str, list[Item]]:
-        return {self.name: rank(items, self.seed, "order") if self.shuffle else list(items)}
+        return {self.name: rank(items, self.seed, "order") if self.shuffle else items}
