@@ -25,16 +25,22 @@ def _cores() -> int:
 _processed = None
 
 
-def count_processed(n: int) -> None:
-    """Shard tasks call this every few images, so the progress bar moves within a shard, not per shard."""
+def count_processed(n: int, nbytes: int = 0) -> None:
+    """Shard tasks call this every few images (and the bytes they wrote), so the progress bar moves within
+    a shard, not per shard."""
     if _processed is not None:
         with _processed.get_lock():
-            _processed.value += n
+            _processed[0] += n
+            _processed[1] += nbytes
 
 
-def _watch(progress: Callable[[int], None] | None, stop: threading.Event) -> None:
+def _counter():
+    return multiprocessing.get_context("fork").Array("q", 2)  # images, bytes; made before the fork: workers share it
+
+
+def _watch(progress: Callable[[int, int], None] | None, stop: threading.Event) -> None:
     while not stop.wait(0.25):
-        progress(_processed.value)
+        progress(_processed[0], _processed[1])
 
 
 def _worker_init() -> None:
@@ -64,7 +70,7 @@ class LocalExecutor:
         """Fork the worker processes now, while this process is small: workers forked after planning would
         each start as a copy of the driver holding the whole item table."""
         if self.workers > 1 and self._pool is None:
-            self._counter = multiprocessing.get_context("fork").Value("q", 0)  # before the fork: workers share it
+            self._counter = _counter()
             self._pool = self._new_pool(self.workers)
             self._pool.submit(os.getpid).result()  # a fork pool starts all its workers at the first task
 
@@ -81,14 +87,14 @@ class LocalExecutor:
     def map(self, fn: Callable, job, tasks: Sequence, progress: Callable[[int], None] | None = None) -> Iterator:
         """Yield fn(job, task) for every task, in order of completion; the first error stops the rest.
 
-        progress, if given, is called from a watcher thread with the number of images processed so far.
+        progress, if given, is called from a watcher thread with the images processed so far and their bytes.
         """
         global _processed
         if self._counter is not None:
-            self._counter.value = 0
+            self._counter[0] = self._counter[1] = 0
             _processed = self._counter
         else:
-            _processed = multiprocessing.get_context("fork").Value("q", 0)  # before the fork: workers share it
+            _processed = _counter()
         stop = threading.Event()
         watcher = threading.Thread(target=_watch, args=(progress, stop), daemon=True) if progress else None
         if watcher:

@@ -95,11 +95,13 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     def record(result: ShardResult) -> None:
         outputs.record_shard(job.output_dir, plan, job.class_names, outputs.stamp_digest(stamps), result)
 
+    reported = 0  # bytes written when the progress counter was last moved
     with job.writer.open(job.output_dir, plan.path) as sink:
         for done, (item, stamped, encoded) in enumerate(ordered_map(encode, plan.items, job.threads), start=1):
             stamps.append(stamped)
             if done % 32 == 0:
-                count_processed(32)
+                count_processed(32, sink.bytes_written - reported)
+                reported = sink.bytes_written
             if isinstance(encoded, EncodeError):
                 if job.on_error == "fail":
                     raise EncodeError(f"{item.name}: {encoded}") from None
@@ -112,7 +114,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             oriented += encoded.oriented
             reoriented += encoded.reoriented
             count_size(sizes, encoded.height, encoded.width)
-        count_processed(len(plan.items) % 32)
+        count_processed(len(plan.items) % 32, sink.bytes_written - reported)
         if sink.num_records == 0:  # every image of this shard was skipped: publish no empty shard
             sink.abort()
             result = ShardResult(plan.path, plan.split, 0, 0, "", {}, {}, skipped, [], {})
@@ -302,7 +304,7 @@ def _content_scan(listing, source, splitter, executor, encoder, on_error: str, p
     try:
         report = scan.scan(
             items, source, executor, hashing=mode != "none", perceptual=mode == "near",
-            max_pixels=getattr(encoder, "max_pixels", DEFAULT_MAX_PIXELS), progress=lambda n: bar.update(max(0, n - bar.n)),
+            max_pixels=getattr(encoder, "max_pixels", DEFAULT_MAX_PIXELS), progress=lambda n, _: bar.update(max(0, n - bar.n)),
         )
     finally:
         bar.close()
@@ -391,10 +393,14 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
     by_path = {plan.path: plan for plan in todo}
     bar = _progress(sum(len(p.items) for p in todo), progress)
     bar_lock = threading.Lock()
-    finished_images = 0
+    finished_images = finished_bytes = 0
+    writing = time.perf_counter()
 
-    def advance(processed: int) -> None:
+    def advance(processed: int, nbytes: int) -> None:
         with bar_lock:  # the executor's watcher thread and this loop both move the bar, never backwards
+            seconds = time.perf_counter() - writing
+            if seconds > 0 and nbytes:
+                bar.set_postfix_str(f"{nbytes / seconds / 1e6:,.0f} MB/s", refresh=False)
             bar.update(max(0, processed - bar.n))
 
     memory.trim()  # what planning freed goes back to the system before the shards are written
@@ -407,7 +413,8 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
             if result.num_records == 0:
                 log.warning("shard %s was not written: every one of its images was skipped", result.path)
             finished_images += len(by_path[result.path].items)
-            advance(finished_images)
+            finished_bytes += result.bytes
+            advance(finished_images, finished_bytes)
             _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
     except BaseException:
         with _signals_held():
@@ -447,9 +454,11 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
     summaries.write_labels_csv(output_dir, summary, listing.class_names)
     summaries.write(output_dir, summary)
     manifest.remove()
+    total_bytes = sum(shard["bytes"] for shard in summary["shards"])
     log.info(
-        "wrote %d records (%d skipped) in %d shards to %s in %.2f s (%.0f records/s)",
-        summary["num_records"], len(summary["skipped"]), len(summary["shards"]), output_dir, seconds, summary["records_per_second"],
+        "wrote %d records (%d skipped) in %d shards, %s, to %s in %.2f s (%.0f records/s, %.1f MB/s)",
+        summary["num_records"], len(summary["skipped"]), len(summary["shards"]), _size(total_bytes), output_dir, seconds,
+        summary["records_per_second"], total_bytes / seconds / 1e6 if seconds > 0 else 0.0,
     )
     return summary
 
@@ -514,7 +523,16 @@ def _check_skips(skipped: list[Skip], limit: int | None, max_skipped) -> None:
 
 
 def _progress(total: int, enabled: bool, desc: str = "converting"):
+    """A progress bar on a terminal (none in a log file or with progress=false): images done of all, images/s,
+    MB/s (when writing) and the time left."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", disable=None if enabled else True, desc=desc, leave=False)
+    return tqdm(total=total, unit="img", unit_scale=True, disable=None if enabled else True, desc=desc, leave=False, smoothing=0.1)
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes} bytes"
 

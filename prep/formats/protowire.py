@@ -75,14 +75,44 @@ def _list_body(kind: Kind, values: Sequence) -> bytes:
     return b"\x0a" + varint(len(packed)) + packed
 
 
+# The keys of a writer's records, sorted, each with its encoded map-entry key: the same for every record of
+# a run, so worked out once per set of keys.
+_KEY_ORDER: dict[tuple[str, ...], list[tuple[str, bytes]]] = {}
+
+
+def _key_order(features: Mapping) -> list[tuple[str, bytes]]:
+    keys = tuple(features)
+    order = _KEY_ORDER.get(keys)
+    if order is None:
+        if len(_KEY_ORDER) > 64:
+            _KEY_ORDER.clear()
+        order = _KEY_ORDER[keys] = [(key, _ld(b"\x0a", key.encode("utf-8"))) for key in sorted(features)]
+    return order
+
+
 def encode_feature_map(features: Mapping[str, tuple[Kind, Sequence]]) -> Chunks:
     """Serialize `map<string, Feature> feature = 1`, keys sorted (protobuf's deterministic order), as chunks."""
     parts: list = []
     pending = bytearray()  # small bytes since the last large chunk
-    for key in sorted(features):
+    for key, name in _key_order(features):
         kind, values = features[key]
-        name = _ld(b"\x0a", key.encode("utf-8"))
         tag = _TAGS[kind.field]
+        if len(values) != 1 or len(name) > SMALL:
+            pass  # the general case below
+        elif kind.packing == "varint" and 0 <= values[0] < 16384:  # a label, a height: one small number
+            number = _TABLE[int(values[0])]
+            body = b"\x0a" + _TABLE[len(number)] + number
+            feature = tag + _TABLE[len(body)] + body
+            entry = name + b"\x12" + _TABLE[len(feature)] + feature
+            pending += b"\x0a" + _TABLE[len(entry)] + entry
+            continue
+        elif kind.packing == "bytes" and len(values[0]) < SMALL:  # a format, a file name, a small image
+            value = bytes(values[0])
+            body = b"\x0a" + _TABLE[len(value)] + value
+            feature = tag + _TABLE[len(body)] + body
+            entry = name + b"\x12" + _TABLE[len(feature)] + feature
+            pending += b"\x0a" + _TABLE[len(entry)] + entry
+            continue
         if kind.packing == "bytes" and len(values) == 1 and len(values[0]) >= SMALL:
             value = values[0]
             list_size = 1 + len(varint(len(value))) + len(value)

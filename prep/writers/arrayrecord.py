@@ -50,6 +50,7 @@ class ArrayRecordSink:
         self.path = path
         self.final = storage.join(output_dir, path)
         self.num_records = 0
+        self.bytes_written = 0  # record bytes, for the progress bar
         try:
             self._file = storage.AtomicFile(self.final)
         except OSError as err:
@@ -68,6 +69,7 @@ class ArrayRecordSink:
             self._records.write(data)
         except RuntimeError as err:
             raise WriteError(f"{self.final}: write failed: {err}") from None
+        self.bytes_written += len(data)
         self.num_records += 1
 
     def commit(self, before_publish: Callable[[int, str, list[str]], None] | None = None) -> tuple[int, str, list[str]]:

@@ -66,6 +66,7 @@ class ShardSink:
         self.path = path
         self.final = storage.join(output_dir, path)
         self.num_records = 0
+        self.bytes_written = 0  # record bytes before compression, for the progress bar
         self._offset = 0  # position in the uncompressed stream, for DALI index lines
         self._index: list[str] | None = [] if getattr(writer, "dali_index", False) else None
         try:
@@ -101,6 +102,7 @@ class ShardSink:
         if self._index is not None:
             self._index.append(f"{self._offset} {size}\n")
         self._offset += size
+        self.bytes_written += size
         self.num_records += 1
 
     def commit(self, before_publish: Callable[[int, str, list[str]], None] | None = None) -> tuple[int, str, list[str]]:
