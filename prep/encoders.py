@@ -17,8 +17,9 @@ DEFAULT_MAX_PIXELS = 20_000 * 20_000
 # decoders ignore the tag, so phone photos would otherwise train sideways); "ignore" keeps the stored pixels.
 EXIF_MODES = ("apply", "ignore")
 # encoder.reduce: "dct" lets libjpeg decode a JPEG at 1/2, 1/4 or 1/8 of its size (in the DCT domain, before the
-# pixels exist) when that is still at least encoder.resize, and INTER_AREA does the rest: 1.5-5x fewer CPU-seconds
-# for a difference of about one grey level; "none" decodes every image whole, then scales (prep before 0.x).
+# full-size pixels exist) when that still covers encoder.resize, and INTER_AREA does the rest: 1.5x the images per
+# CPU-second for ImageNet-sized photos to 128, 3-6x for 12 MP photos to 256, for a mean difference of about 1.4
+# grey levels (benchmarks/bench_resize.py); "none" decodes every image whole, then scales: the exact bytes of before.
 REDUCE_MODES = ("dct", "none")
 DENOMINATORS = (1, 2, 4, 8)  # the scales libjpeg decodes at (1/1 .. 1/8), as summary.json counts them
 

@@ -251,10 +251,11 @@ def mixed_folder(tmp_path, photos):
     return root, expected
 
 
-def convert_folder(root, out, encoder, workers: int = 1) -> dict:
+def convert_folder(root, out, encoder, workers: int = 1, verify: bool = False) -> dict:
     return convert(
         name="mixed", source=ImageDirSource(str(root)), labels=SubdirLabels(), splitter=NoSplit("train"), encoder=encoder,
         writer=TFRecordWriter(shard_size=3, features=FIELDS), executor=LocalExecutor(workers), output_dir=str(out), progress=False,
+        verify=verify,
     )  # fmt: skip
 
 
@@ -271,7 +272,7 @@ def records(out, summary) -> dict[str, dict]:
 def test_summary_counts_how_every_image_was_decoded(tmp_path, mixed_folder):
     root, expected = mixed_folder
     out = tmp_path / "out"
-    summary = convert_folder(root, out, ImageEncoder("jpeg", resize=48))
+    summary = convert_folder(root, out, ImageEncoder("jpeg", resize=48), verify=True)  # verify decodes every image
     counts = {f"1/{d}": sum(1 for v in expected.values() if v == d) for d in (1, 2, 4, 8)}
     assert counts == {"1/1": 3, "1/2": 2, "1/4": 2, "1/8": 1}
     assert summary["encoder"]["reduce"] == "dct" and summary["encoder"]["decoded_at"] == counts
