@@ -130,6 +130,7 @@ class ImageEncoderConf:
     resize: Optional[int] = None
     channels: Optional[int] = None
     exif: str = "apply"
+    reduce: str = "dct"  # dct | none (prep.encoders.REDUCE_MODES)
     max_pixels: int = II("max_pixels")
 
 
@@ -139,6 +140,7 @@ class RawEncoderConf:
     resize: Optional[int] = None
     channels: Optional[int] = None
     exif: str = "apply"
+    reduce: str = "dct"  # dct | none (prep.encoders.REDUCE_MODES)
     max_pixels: int = II("max_pixels")
 
 

@@ -81,6 +81,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     formats: Counter = Counter()
     shapes: dict = {}
     oriented = reoriented = 0  # images with an EXIF orientation, and those of them stored turned upright
+    reductions: Counter = Counter()  # records per decode scale denominator (encoder.reduce)
     sizes: dict = {}
     stamps: list = []
 
@@ -113,6 +114,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             merge_shapes(shapes, encoded.height, encoded.width, encoded.channels)
             oriented += encoded.oriented
             reoriented += encoded.reoriented
+            reductions[encoded.reduced] += 1
             count_size(sizes, encoded.height, encoded.width)
         count_processed(len(plan.items) % 32, sink.bytes_written - reported)
         if sink.num_records == 0:  # every image of this shard was skipped: publish no empty shard
@@ -122,10 +124,10 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             return result
 
         def publish(size: int, sha256: str, extra: list[str]) -> None:
-            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented, sizes=sizes))
+            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented, sizes=sizes, reductions=dict(reductions)))
 
         size, sha256, extra = sink.commit(before_publish=publish)
-    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented, sizes=sizes)
+    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented, sizes=sizes, reductions=dict(reductions))
 
 
 def skip_limit(max_skipped, total: int) -> int | None:

@@ -31,6 +31,7 @@ class Encoded:
     colorspace: str = ""
     oriented: bool = False  # the file asks for an EXIF orientation other than 1 (upright)
     reoriented: bool = False  # ... and the stored pixels were turned upright (encoder.exif=apply)
+    reduced: int = 1  # decoded at 1/reduced of its size by libjpeg (encoder.reduce=dct with resize)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class ShardResult:
     reoriented: int = 0  # ... of them stored turned upright (encoder.exif=apply)
     # a histogram of the stored images' heights and widths over SIZE_BINS: {"height": [n, ...], "width": [n, ...]}
     sizes: dict = field(default_factory=dict)
+    reductions: dict[int, int] = field(default_factory=dict)  # records per decode scale denominator (Encoded.reduced)
 
     def as_dict(self) -> dict:
         return {
@@ -89,6 +91,7 @@ class ShardResult:
             "oriented": self.oriented,
             "reoriented": self.reoriented,
             "sizes": self.sizes,
+            "reductions": {str(k): v for k, v in self.reductions.items()},
         }
 
     @classmethod
@@ -107,6 +110,7 @@ class ShardResult:
             data["oriented"],
             data["reoriented"],
             data["sizes"],  # a manifest from before the histogram: the shard is written again (see outputs.reusable)
+            {int(k): v for k, v in data["reductions"].items()},  # likewise from before encoder.reduce
         )
 
 

@@ -73,6 +73,7 @@ def build(*, name: str, writer, listing, splits: list[str], results: list[ShardR
         "records_per_second": round(num_records / seconds, 1) if seconds > 0 else 0.0,
         "version": __version__,
         **run_info,
+        **_decoded(run_info.get("encoder", {}), results),
     }
 
 
@@ -83,6 +84,17 @@ def _exif(encoder: dict, results: list[ShardResult]) -> dict:
         return {}
     oriented = sum(r.oriented for r in results)
     return {"exif": {"mode": encoder["exif"], "oriented": oriented, "applied": sum(r.reoriented for r in results)}}
+
+
+def _decoded(encoder: dict, results: list[ShardResult]) -> dict:
+    """summary.json's `encoder` with `decoded_at`: how many written images libjpeg decoded at 1/1, 1/2, 1/4 and
+    1/8 of their size (encoder.reduce=dct). Nothing added for an encoder without the setting."""
+    if "reduce" not in encoder:
+        return {}
+    counts: Counter = Counter()
+    for result in results:
+        counts.update(result.reductions)
+    return {"encoder": {**encoder, "decoded_at": {f"1/{d}": counts[d] for d in (1, 2, 4, 8)}}}
 
 
 def _write_atomically(path: str, text: str) -> None:
