@@ -12,9 +12,12 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from prep.errors import InputError
 from prep.scan import Scanned
 from prep.stages import Item, Skip
+from prep.table import ItemTable
 
 log = logging.getLogger(__name__)
 EVAL_FIRST = {"test": 0, "validation": 1, "train": 2}  # which copy dedup_keep=first keeps in predefined splits
@@ -170,12 +173,12 @@ def resolve(items: list[Item], groups: list[DupGroup], *, mode: str, keep: str, 
             drop.update(order[1:])
         else:
             group.kept = set(remaining)
-    kept_items = [item for i, item in enumerate(items) if i not in drop]
-    new_index = {}
-    for i in range(len(items)):
-        if i not in drop:
-            new_index[i] = len(new_index)
-    units = [[new_index[i] for i in g.members if i in new_index] for g in groups]
+    kept_mask = np.ones(len(items), dtype=bool)
+    kept_mask[sorted(drop)] = False
+    new_index = np.cumsum(kept_mask) - 1  # an item's position among the kept ones
+    kept = np.flatnonzero(kept_mask)
+    kept_items = items.take(kept) if isinstance(items, ItemTable) else [items[i] for i in kept.tolist()]
+    units = [[int(new_index[i]) for i in g.members if kept_mask[i]] for g in groups]
     units = [u for u in units if len(u) > 1]
     report = {
         "mode": mode,

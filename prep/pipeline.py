@@ -317,17 +317,19 @@ def _content_scan(listing, source, splitter, executor, encoder, on_error: str, p
         "" if mode == "none" else f", hashed ({mode})",
     )
     skipped: list[Skip] = []
-    good_items, good_entries = [], []
-    for item, entry in zip(items, report.entries):
+    good, good_entries = [], []
+    for index, entry in enumerate(report.entries):
         if entry.error is not None:
+            name = items[index].name
             if on_error == "fail":
-                raise EncodeError(f"{item.name}: {entry.error}")
-            skipped.append(Skip(item.name, entry.error))
-            log.warning("skipped %s: %s", item.name, entry.error)
+                raise EncodeError(f"{name}: {entry.error}")
+            skipped.append(Skip(name, entry.error))
+            log.warning("skipped %s: %s", name, entry.error)
         else:
-            good_items.append(item)
+            good.append(index)
             good_entries.append(entry)
-    sizes = {item.name: entry.size for item, entry in zip(good_items, good_entries)}
+    good_items = items.take(good) if len(good) < len(items) else items
+    sizes = {name: entry.size for name, entry in zip(good_items.names, good_entries)}
     if mode == "none":
         return Content(good_items, [], skipped, {"mode": "none"}, summary, sizes)
     started = time.perf_counter()

@@ -153,7 +153,7 @@ def scan(items: list[Item], source, executor, *, hashing: bool, perceptual: bool
     """Scanned entries for items, in item order, whatever the number of workers."""
     started = time.perf_counter()
     job = ScanJob(source, hashing, perceptual, max_pixels)
-    tasks = [ScanTask(i, tuple(items[start : start + CHUNK])) for i, start in enumerate(range(0, len(items), CHUNK))]
+    tasks = [ScanTask(i, items[start : start + CHUNK]) for i, start in enumerate(range(0, len(items), CHUNK))]
     parts: dict[int, list[Scanned]] = {}
     for index, entries in executor.map(scan_task, job, tasks, progress=progress):
         parts[index] = entries

@@ -33,6 +33,24 @@ def rank(items, seed: int, salt: str):
     return sorted(items, key=lambda item: key(item.name))
 
 
+def rank_indices(indices: list[int], names, seed: int, salt: str) -> list[int]:
+    """rank() of the items at `indices` (names: the items' names, indexable), as indices."""
+    prefix = f"{seed}\0{salt}\0".encode()
+
+    def key(index: int) -> tuple[bytes, str]:
+        name = names[index]
+        return hashlib.blake2b(prefix + name.encode(), digest_size=8).digest(), name
+
+    return sorted(indices, key=key)
+
+
+def gather(items, indices: list[int]):
+    """The items at `indices`, in that order: a table stays a table, a list a list."""
+    if isinstance(items, ItemTable):
+        return items.take(indices)
+    return [items[i] for i in indices]
+
+
 def canonical_split(value: str) -> str | None:
     """train / validation / test for a folder name or a split column value (val, valid, VAL ...), else None."""
     return SPLIT_ALIASES.get(value.strip().lower())

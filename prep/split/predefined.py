@@ -7,7 +7,7 @@ split is a warning naming it, an error with split.strict=true.
 from __future__ import annotations
 
 from prep.errors import InputError
-from prep.split.base import SPLIT_NAMES, Splitter, balance, class_text, missing_classes, rank
+from prep.split.base import SPLIT_NAMES, Splitter, balance, class_text, gather, missing_classes, rank
 from prep.stages import Item
 
 ACCEPTED = "train, validation (or val, valid), test"
@@ -28,10 +28,10 @@ class PredefinedSplit(Splitter):
 
     def assign(self, items: list[Item], units=None, *, fields=None, class_names=None) -> dict[str, list[Item]]:
         self.notes = []
-        splits: dict[str, list[Item]] = {name: [] for name in SPLIT_NAMES}
-        for item in items:
-            splits[self.split_of(item, fields or {})].append(item)
-        splits = {name: members for name, members in splits.items() if members}
+        where: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
+        for index, item in enumerate(items):
+            where[self.split_of(item, fields or {})].append(index)
+        splits = {name: gather(items, indices) for name, indices in where.items() if indices}
         for split, labels in missing_classes(splits, class_names).items():
             shown = ", ".join(class_text(label, class_names) for label in labels[:10]) + (f" and {len(labels) - 10} more" if len(labels) > 10 else "")
             text = f"{split} has no image of {len(labels)} class(es) the other splits have: {shown}"

@@ -9,8 +9,9 @@ import re
 from collections import Counter, defaultdict
 
 from prep.errors import ConfigError, InputError
-from prep.split.base import SPLIT_NAMES, Splitter, balance, class_text, rank
+from prep.split.base import SPLIT_NAMES, Splitter, balance, class_text, gather, rank, rank_indices
 from prep.stages import Item
+from prep.table import ItemTable, label_counts
 
 _ORDER = {"test": 0, "validation": 1, "train": 2}  # equal costs: the smaller split first
 
@@ -116,13 +117,19 @@ class StratifiedSplit(Splitter):
         from prep.dedup import UnionFind
 
         self.notes = []
-        uf = UnionFind(len(items))
-        for unit in [*(units or []), *self._group_units(items, fields)]:
-            for index in unit[1:]:
-                uf.union(unit[0], index)
-        groups = uf.components()
+        units = [*(units or []), *self._group_units(items, fields)]
+        groups = []
+        if units:
+            uf = UnionFind(len(items))
+            for unit in units:
+                for index in unit[1:]:
+                    uf.union(unit[0], index)
+            groups = uf.components()
+        table = isinstance(items, ItemTable)
+        labels = items.labels.tolist() if table else [item.label for item in items]
+        item_names = items.names if table else [item.name for item in items]
 
-        totals = Counter(item.label for item in items)
+        totals = Counter(label_counts(items))
         targets: dict[int, dict[str, int]] = {}
         for label, size in totals.items():
             n_val, n_test = split_counts(size, self.val, self.test)
@@ -133,11 +140,11 @@ class StratifiedSplit(Splitter):
 
         def order(group: list[int]) -> tuple:
             # by size, then a seeded hash of the group's first name: not by listing order
-            first = min(items[i].name for i in group).encode()
+            first = min(item_names[i] for i in group).encode()
             return (-len(group), hashlib.blake2b(f"{self.seed}\0group\0".encode() + first, digest_size=8).digest(), first)
 
         for group in sorted(groups, key=order):
-            counts = Counter(items[i].label for i in group)
+            counts = Counter(labels[i] for i in group)
 
             def cost(split: str) -> tuple:
                 # the change in the squared distance of every class's count from its target
@@ -150,12 +157,10 @@ class StratifiedSplit(Splitter):
                 chosen[i] = best
 
         grouped = set(chosen)
-        by_class: dict[int, list[Item]] = defaultdict(list)
-        index_of = {}
-        for index, item in enumerate(items):
+        by_class: dict[int, list[int]] = defaultdict(list)
+        for index, label in enumerate(labels):
             if index not in grouped:
-                by_class[item.label].append(item)
-                index_of[item.name] = index
+                by_class[label].append(index)
         for label in sorted(totals):
             need_test = max(0, targets[label]["test"] - placed["test"][label])
             need_val = max(0, targets[label]["validation"] - placed["validation"][label])
@@ -166,13 +171,15 @@ class StratifiedSplit(Splitter):
                 total = need_test + need_val + need_train
                 need_test = math.floor(singles * need_test / total + 0.5)
                 need_val = min(singles - need_test, math.floor(singles * need_val / total + 0.5))
-            for i, item in enumerate(rank(by_class[label], self.seed, f"split:{label}")):
-                chosen[index_of[item.name]] = "test" if i < need_test else "validation" if i < need_test + need_val else "train"
+            for i, index in enumerate(rank_indices(by_class[label], item_names, self.seed, f"split:{label}")):
+                chosen[index] = "test" if i < need_test else "validation" if i < need_test + need_val else "train"
 
-        splits: dict[str, list[Item]] = {name: [] for name in SPLIT_NAMES}
-        for index, item in enumerate(items):  # label-file order within each split unless shuffled
-            splits[chosen[index]].append(item)
-        self._note_missing(splits, totals, grouped, items, class_names)
+        where: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
+        for index in range(len(labels)):  # label-file order within each split unless shuffled
+            where[chosen[index]].append(index)
+        del chosen
+        splits = {name: gather(items, indices) for name, indices in where.items()}
+        self._note_missing(splits, totals, {labels[i] for i in grouped}, class_names)
         if self.shuffle:
             # Seeded, so training readers do not see one class at a time, and the same on every run.
             splits = {name: rank(members, self.seed, f"order:{name}") for name, members in splits.items()}
@@ -180,9 +187,8 @@ class StratifiedSplit(Splitter):
         self.balance = balance(splits, {"train": round(1 - self.val - self.test, 6), "validation": self.val, "test": self.test})
         return splits
 
-    def _note_missing(self, splits, totals, grouped, items, class_names) -> None:
-        labels_in_groups = {items[i].label for i in grouped}
-        present = {s: {item.label for item in members} for s, members in splits.items()}
+    def _note_missing(self, splits, totals, labels_in_groups, class_names) -> None:
+        present = {s: set(label_counts(members)) for s, members in splits.items()}
         for label in sorted(totals):
             missing = [s for s, f in (("validation", self.val), ("test", self.test)) if f > 0 and label not in present[s]]
             if not missing:

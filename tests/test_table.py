@@ -1,0 +1,101 @@
+"""The item table and the folder walk behind planning: compact, exact, and the same items as before."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from prep.labels import SpaceLabels
+from prep.reader import read_items
+from prep.sources import ImageDirSource
+from prep.stages import Item
+from prep.table import ItemTable, Strings, StringsBuilder, repeated, sorted_contains, sorted_unique
+
+NAMES = ["a.jpg", "", "café/é.png", "x\udcff.jpg", "日本/猫.jpg", "z" * 300]
+
+
+def test_strings_keep_every_name_exactly_through_slices_takes_and_pickles():
+    strings = Strings.of(NAMES)
+    assert list(strings) == NAMES and len(strings) == len(NAMES)
+    assert [strings[i] for i in range(len(NAMES))] == NAMES and strings[-1] == NAMES[-1]
+    assert list(strings[2:5]) == NAMES[2:5] and list(strings[::2]) == NAMES[::2] and list(strings[4:2]) == []
+    assert list(strings.take([5, 0, 3])) == [NAMES[5], NAMES[0], NAMES[3]]
+    assert list(pickle.loads(pickle.dumps(strings[1:4]))) == NAMES[1:4]
+    with pytest.raises(IndexError):
+        strings[len(NAMES)]
+
+
+def test_builder_extend_equals_append_for_ascii_and_other_names():
+    one, many = StringsBuilder(), StringsBuilder()
+    for name in NAMES:
+        one.append(name)
+    many.extend(NAMES[:2])
+    many.extend(NAMES[2:])
+    assert list(one.build()) == list(many.build()) == NAMES
+
+
+def test_item_table_reads_as_items_with_path_int_and_tuple_refs():
+    paths = [Item("a.jpg", 3, "a.jpg"), Item("b/c.png", 0, "b/c.png")]
+    ints = [Item("digit_0000", 1, 0), Item("digit_0001", 7, 1)]
+    rows = [Item("m.csv:2", 5, (10, 20, 2)), Item("m.csv:3", 6, (30, 20, 3))]
+    for items in (paths, ints, rows):
+        table = ItemTable.of(items) if items is not rows else ItemTable(Strings.of(i.name for i in rows), np.array([5, 6]), np.array([r.ref for r in rows]))
+        assert list(table) == items and [table[i] for i in range(len(items))] == items
+        assert list(table[1:]) == items[1:] and list(table.take([1, 0])) == items[::-1]
+        assert list(pickle.loads(pickle.dumps(table[:1]))) == items[:1]
+        assert all(type(item.label) is int for item in table)
+
+
+def test_a_shard_slice_pickles_only_its_rows():
+    table = ItemTable.of(Item(f"img_{i:07d}.jpg", i % 10, f"img_{i:07d}.jpg") for i in range(100_000))
+    assert table.nbytes <= 3_200_000  # 100k items of 15-character names: name, offset and label, 31 bytes each
+    assert len(pickle.dumps(table[:5000])) < len(pickle.dumps(table)) / 15
+
+
+def test_sorted_helpers():
+    values = np.array([5, 3, 5, 9, 3, 3, -2], dtype=np.int64)
+    assert sorted_unique(values).tolist() == [-2, 3, 5, 9]
+    assert repeated(values).tolist() == [3, 5]
+    assert sorted_contains(sorted_unique(values), [3, 4, -2, 10]).tolist() == [True, False, True, False]
+    assert sorted_contains(np.zeros(0, dtype=np.int64), [1]).tolist() == [False]
+
+
+def test_walk_order_is_sorted_by_full_path(tmp_path):
+    """A folder's files sort as its name plus "/" among its siblings: "a.jpg" before "a/x.jpg" before "a0.jpg"."""
+    for rel in ["a.jpg", "a/x.jpg", "a0.jpg", "a-b/y.jpg", "b/c/d.jpg", "b/c.jpg", "B.jpg"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    files = list(ImageDirSource(str(tmp_path)).files())
+    assert files == sorted(files) and len(files) == 7
+
+
+def test_many_unlabelled_images_are_counted_and_twenty_named(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(60):
+        (images / f"{i:03d}.jpg").write_bytes(b"x")
+    (images / "notes.txt").write_bytes(b"not an image")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{i:03d}.jpg {i % 3}\n" for i in range(0, 60, 2)))
+    listing = read_items(ImageDirSource(str(images)), SpaceLabels(str(labels)))
+    assert len(listing.items) == 30
+    assert listing.unlabelled_count == 30
+    assert listing.unlabelled == [f"{i:03d}.jpg" for i in range(1, 40, 2)]
+
+
+def test_hard_links_and_symlinks_are_one_file_whatever_the_names(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.jpg").write_bytes(b"x")
+    os.link(images / "a.jpg", images / "hard.jpg")
+    os.symlink("a.jpg", images / "soft.jpg")
+    (images / "b.jpg").write_bytes(b"y")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a.jpg 1\nb.jpg 2\nhard.jpg 1\nsoft.jpg 1\n")
+    listing = read_items(ImageDirSource(str(images)), SpaceLabels(str(labels)))
+    assert [item.name for item in listing.items] == ["a.jpg", "b.jpg"]
+    assert [(s.source, s.reason.split(" (")[0]) for s in listing.skipped] == [("hard.jpg", "listed twice"), ("soft.jpg", "listed twice")]
+    assert listing.unlabelled_count == 0  # hard.jpg and soft.jpg were labelled, as a.jpg
