@@ -20,7 +20,7 @@ from prep.executors import count_processed
 from prep.plan import check_metadata_paths, plan_shards
 from prep.reader import read_items
 from prep.split import Splitter
-from prep.stages import ShardPlan, ShardResult, Skip, count_size, merge_shapes
+from prep.stages import ShardPlan, ShardResult, ShardStats, Skip
 from prep.writers import record_values
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     final name is always one the run knows about, even if the driver is killed a moment later.
     """
     skipped: list[Skip] = []
-    counts: Counter = Counter()
-    formats: Counter = Counter()
-    shapes: dict = {}
-    oriented = reoriented = 0  # images with an EXIF orientation, and those of them stored turned upright
-    reductions: Counter = Counter()  # records per decode scale denominator (encoder.reduce)
-    sizes: dict = {}
+    stats = ShardStats()
     stamps: list = []
 
     def encode(item):
@@ -109,13 +104,7 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
                 skipped.append(Skip(item.name, str(encoded)))
                 continue
             sink.write(record_values(item, encoded, job.class_names))
-            counts[item.label] += 1
-            formats[encoded.format] += 1
-            merge_shapes(shapes, encoded.height, encoded.width, encoded.channels)
-            oriented += encoded.oriented
-            reoriented += encoded.reoriented
-            reductions[encoded.reduced] += 1
-            count_size(sizes, encoded.height, encoded.width)
+            stats.add(item.label, encoded)
         count_processed(len(plan.items) % 32, sink.bytes_written - reported)
         if sink.num_records == 0:  # every image of this shard was skipped: publish no empty shard
             sink.abort()
@@ -124,10 +113,10 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
             return result
 
         def publish(size: int, sha256: str, extra: list[str]) -> None:
-            record(ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented, sizes=sizes, reductions=dict(reductions)))
+            record(stats.result(plan.path, plan.split, sink.num_records, size, sha256, skipped, extra))
 
         size, sha256, extra = sink.commit(before_publish=publish)
-    return ShardResult(plan.path, plan.split, sink.num_records, size, sha256, dict(counts), dict(formats), skipped, extra, shapes, oriented=oriented, reoriented=reoriented, sizes=sizes, reductions=dict(reductions))
+    return stats.result(plan.path, plan.split, sink.num_records, size, sha256, skipped, extra)
 
 
 def skip_limit(max_skipped, total: int) -> int | None:

@@ -162,3 +162,54 @@ def merged_sizes(histograms) -> dict:
             for i, count in enumerate((sizes or {}).get(key, ())):
                 out[key][i] += count
     return out
+
+
+class ShardStats:
+    """What a shard task counts about the records it writes, gathered with little work per record (a few
+    appends) and summed up once, when the shard is done."""
+
+    def __init__(self) -> None:
+        from array import array
+
+        self.labels: list = []
+        self.heights = array("q")
+        self.widths = array("q")
+        self.kinds: dict[tuple, int] = {}  # (format, channels, oriented, reoriented, reduced) -> records
+
+    def add(self, label: int, encoded: Encoded) -> None:
+        self.labels.append(label)
+        self.heights.append(encoded.height)
+        self.widths.append(encoded.width)
+        kind = (encoded.format, encoded.channels, encoded.oriented, encoded.reoriented, encoded.reduced)
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+    def result(self, path: str, split: str, num_records: int, size: int, sha256: str, skipped: list, extra: list) -> "ShardResult":
+        import numpy as np
+
+        from collections import Counter
+
+        formats: Counter = Counter()
+        reductions: Counter = Counter()
+        channels: set = set()
+        oriented = reoriented = 0
+        for (fmt, chans, is_oriented, is_reoriented, reduced), n in self.kinds.items():
+            formats[fmt] += n
+            reductions[reduced] += n
+            channels.add(chans)
+            oriented += n * is_oriented
+            reoriented += n * is_reoriented
+        shapes: dict = {}
+        sizes: dict = {}
+        if self.labels:
+            heights = np.frombuffer(self.heights, dtype=np.int64)
+            widths = np.frombuffer(self.widths, dtype=np.int64)
+            shapes = {"height": [int(heights.min()), int(heights.max())], "width": [int(widths.min()), int(widths.max())], "channels": sorted(channels)}
+            edges = np.array(SIZE_BINS, dtype=np.int64)
+            sizes = {
+                key: np.bincount(np.searchsorted(edges, values, side="right") - 1, minlength=len(SIZE_BINS)).tolist()
+                for key, values in (("height", heights), ("width", widths))
+            }
+        return ShardResult(
+            path, split, num_records, size, sha256, dict(Counter(self.labels)), dict(formats), skipped, extra, shapes,
+            oriented=int(oriented), reoriented=int(reoriented), sizes=sizes, reductions=dict(reductions),
+        )

@@ -1,0 +1,208 @@
+"""`make bench-scale`: prep on many small images (100,000 and 1,000,000 by default) against the copy floor.
+
+Generates the sets once under benchmarks/data/ (small JPEGs of about 1 KB from scikit-learn's sample photos,
+all in one folder, one space-separated label file; about 30 s and 4 GB of disk for a million), then, with
+the page cache warm, alternates side by side:
+
+  1. the copy floor: `find DIR -type f -print0 | xargs -0 cat > one_file`
+  2. prep dataset=imagenet_val (pass-through) on the same files
+
+and reports wall time, CPU time, planning time (start until the first shard file appears), and peak memory
+of the whole process tree: resident set size summed over the processes (an upper bound: pages shared by
+forked workers count in each) and proportional set size (shared pages divided among the processes that
+share them: what the tree really holds). Takes about 5 minutes at the defaults; appends its section to
+benchmarks/results.md (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench import _PAGE_KB, _tree, machine  # noqa: E402
+from scale_data import make_small  # noqa: E402
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE_KB
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+@dataclass
+class Run:
+    seconds: float
+    cpu: float
+    rss_mb: float
+    pss_mb: float
+    first_shard: float | None  # seconds from start until a shard file appeared in the watched folder
+
+
+def run_once(command: list[str], watch: Path | None = None) -> Run:
+    """Wall and CPU time (user + system of the process and everything it waited for), summed peak RSS
+    (sampled every 50 ms), summed peak PSS (every 500 ms), and when the first file appeared in `watch`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    rss = pss = 0
+    first: float | None = None
+    done = threading.Event()
+
+    def sample():
+        nonlocal rss, pss, first
+        tick = 0
+        while not done.is_set():
+            pids = _tree(proc.pid)
+            rss = max(rss, sum(_rss_kb(p) for p in pids))
+            if tick % 10 == 0:
+                pss = max(pss, sum(_pss_kb(p) for p in pids))
+            if watch is not None and first is None:
+                try:
+                    if any(n.endswith((".partial", ".tfrecord")) for n in os.listdir(watch)):
+                        first = time.perf_counter() - started
+                except OSError:
+                    pass
+            tick += 1
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, stderr = proc.communicate()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} ... failed ({proc.returncode}):\n{stderr.decode()[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(seconds, cpu, rss / 1024, pss / 1024, first)
+
+
+def measure_size(count: int, data: Path, repeat: int) -> dict:
+    images, labels = make_small(data, count)
+    total = sum(e.stat().st_size for e in os.scandir(images))
+    work = data / "out_scale"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    # Warm the page cache, as for every method.
+    subprocess.run(["sh", "-c", f'find "{images}" -type f -print0 | xargs -0 cat > /dev/null'], check=True)
+    copy = ["sh", "-c", f'find "{images}" -type f -print0 | xargs -0 cat > "{work / "one_file"}"']
+    out = work / "prep"
+    prep = [sys.executable, "-m", "prep", "dataset=imagenet_val", f"source.image_dir={images}", f"labels.path={labels}", "progress=false", f"hydra.run.dir={out}"]
+    runs: dict[str, list[Run]] = {"copy": [], "prep": []}
+    for _ in range(repeat):  # alternating, so both see the same machine
+        runs["copy"].append(run_once(copy))
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        runs["prep"].append(run_once(prep, watch=out))
+        shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    result = {"count": count, "bytes": total}
+    for key, rs in runs.items():
+        result[key] = {
+            "seconds": statistics.median(r.seconds for r in rs),
+            "cpu": statistics.median(r.cpu for r in rs),
+            "rss_mb": max(r.rss_mb for r in rs),
+            "pss_mb": max(r.pss_mb for r in rs),
+            "first_shard": statistics.median(r.first_shard for r in rs) if all(r.first_shard is not None for r in rs) else None,
+        }
+    p, c = result["prep"], result["copy"]
+    print(
+        f"  {count:,} images: cat {c['seconds']:.1f} s ({c['cpu']:.1f} CPU-s); prep {p['seconds']:.1f} s ({p['cpu']:.1f} CPU-s), "
+        f"{p['seconds'] / c['seconds']:.2f}x, first shard at {p['first_shard'] or float('nan'):.1f} s, "
+        f"peak RSS {p['rss_mb']:.0f} MB, PSS {p['pss_mb']:.0f} MB",
+        flush=True,
+    )
+    return result
+
+
+def report(results: list[dict], repeat: int) -> str:
+    rows = [
+        "| images | data | copy floor s (CPU-s) | prep s (CPU-s) | prep / floor | planning (to first shard) | peak RSS, summed | peak PSS, summed |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        p, c = r["prep"], r["copy"]
+        rows.append(
+            f"| {r['count']:,} | {r['bytes'] / 1e6:,.0f} MB | {c['seconds']:.1f} ({c['cpu']:.1f}) | {p['seconds']:.1f} ({p['cpu']:.1f}) | "
+            f"{p['seconds'] / c['seconds']:.2f}x | {p['first_shard']:.1f} s | {p['rss_mb']:.0f} MB | {p['pss_mb']:.0f} MB |"
+        )
+    big, small = max(results, key=lambda r: r["count"]), min(results, key=lambda r: r["count"])
+    bp = big["prep"]
+    targets = [
+        (f"{big['count']:,} images, whole process <= 3x the copy floor", f"{bp['seconds'] / big['copy']['seconds']:.2f}x", bp["seconds"] <= 3 * big["copy"]["seconds"]),
+        (f"{big['count']:,} images, peak resident memory < 300 MB (PSS summed; RSS summed is an upper bound)", f"{bp['pss_mb']:.0f} MB ({bp['rss_mb']:.0f} MB)", bp["pss_mb"] < 300),
+        (f"{big['count']:,} images, planning (start to first shard) < 5 s", f"{bp['first_shard']:.1f} s", bp["first_shard"] < 5),
+    ]
+    if small is not big:
+        grow = bp["pss_mb"] - small["prep"]["pss_mb"]
+        targets.append((
+            f"memory flat from {small['count']:,} to {big['count']:,} images (PSS grows by the item table, ~31 bytes an image)",
+            f"{small['prep']['pss_mb']:.0f} -> {bp['pss_mb']:.0f} MB", grow < 100,
+        ))
+    lines = ["| target | measured | met |", "|---|---:|:---:|"] + [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets]
+    return (
+        f"## Scale: many small images (`make bench-scale`, median of {repeat} alternating runs)\n\n"
+        "Small JPEGs of about 1 KB (crops of scikit-learn's sample photos), all in one folder, one space-separated "
+        "label file, pass-through to TFRecord (`dataset=imagenet_val`), warm page cache. Copy floor: `find DIR -type f "
+        "-print0 | xargs -0 cat > one_file`. CPU time is user + system of the whole process tree.\n\n"
+        + "\n".join(rows) + "\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="numbers of images (default 100,000 and 1,000,000)")
+    parser.add_argument("--repeat", type=int, default=2, help="alternating runs of each method; the median is reported")
+    parser.add_argument("--data", type=Path, default=HERE / "data", help="where the generated sets are kept")
+    parser.add_argument("--out", type=Path, default=HERE / "results.md", help="the results file whose scale section is replaced")
+    args = parser.parse_args(argv)
+    args.data.mkdir(parents=True, exist_ok=True)
+    print(f"bench-scale on {machine()}", flush=True)
+    results = [measure_size(count, args.data, args.repeat) for count in args.sizes]
+    section = report(results, args.repeat)
+    replace_section(args.out, "## Scale:", section)
+    print("\n" + section + f"\nwritten to {args.out}")
+    return 0
+
+
+def replace_section(path: Path, heading: str, section: str) -> None:
+    """Put `section` in the results file in place of the one starting with `heading` (or at the end)."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    start = text.find(heading)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
