@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING
@@ -197,6 +197,9 @@ class RayExecutorConf:
     num_cpus_per_task: float = 1
     max_retries: int = 2
     num_cpus: Optional[int] = None
+    scheduling_strategy: str = "SPREAD"
+    shared_filesystem: bool = False
+    runtime_env: Optional[Dict[str, Any]] = None
 
 
 @dataclass
