@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import II, MISSING
@@ -199,7 +199,7 @@ class RayExecutorConf:
     num_cpus: Optional[int] = None
     scheduling_strategy: str = "SPREAD"
     shared_filesystem: bool = False
-    runtime_env: Optional[Dict[str, Any]] = None
+    runtime_env: Any = None  # a mapping; Any, as OmegaConf 2.3 cannot override a null Optional[Dict] with one
 
 
 @dataclass

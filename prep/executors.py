@@ -147,7 +147,7 @@ class RayExecutor:
         if scheduling_strategy not in SCHEDULING:
             raise ConfigError(f"executor.scheduling_strategy={scheduling_strategy!r}: choose one of {list(SCHEDULING)}")
         if runtime_env is not None and not isinstance(runtime_env, dict):
-            raise ConfigError(f"executor.runtime_env={runtime_env!r}: give a mapping (e.g. {{pip: [prep==1.0]}}) or null")
+            raise ConfigError(f"executor.runtime_env={runtime_env!r}: give a mapping (e.g. {{pip: ['prep==1.0']}}) or null")
         self.address = address or None
         if num_cpus is not None and self.address is not None:
             raise ConfigError(f"executor.num_cpus={num_cpus}: only for a local Ray instance (executor.address=null); a cluster has its own CPUs")
@@ -195,17 +195,23 @@ class RayExecutor:
         local += [("input", path) for path in inputs if not storage.is_url(path)]
         if not local:
             return
-        ray = self._connect()
-        try:
-            nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-        finally:
-            self._disconnect(ray)  # map connects again; a refused run leaves no connection behind
-        if nodes > 1:
-            what, path = local[0]
-            raise ConfigError(
-                f"{what} {path} is a local path, but the Ray cluster at executor.address={self.address} has {nodes} nodes: "
-                "use object storage (s3://, gs://, ...) or set executor.shared_filesystem=true if every node mounts it at the same path"
-            )
+        if self.address.startswith("ray://"):
+            # Ray Client: this machine is not a node, so even a one-node cluster reads and writes elsewhere.
+            where = "it is reached through Ray Client (its nodes are other machines)"
+        else:
+            ray = self._connect()
+            try:
+                nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+            finally:
+                self._disconnect(ray)  # map connects again; a refused run leaves no connection behind
+            if nodes <= 1:
+                return
+            where = f"it has {nodes} nodes"
+        what, path = local[0]
+        raise ConfigError(
+            f"{what} {path} is a local path, but the Ray cluster at executor.address={self.address}: {where}; "
+            "use object storage (s3://, gs://, ...) or set executor.shared_filesystem=true if every node mounts it at the same path"
+        )
 
     def map(self, fn: Callable, job, tasks: Sequence, progress: Callable[[int], None] | None = None) -> Iterator:
         """Yield fn(job, task) for every task as Ray tasks finish; a task that fails after its retries stops the run.

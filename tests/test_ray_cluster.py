@@ -217,7 +217,7 @@ def test_two_node_cluster_writes_the_same_bytes_as_local(tmp_path, photos, s3, c
     refused = run_prep(*_run_args(str(scattered), "executor=ray", "executor.address=auto", f"hydra.run.dir={tmp_path / 'refused'}"), check=False)
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].endswith(
-        f"output_dir {scattered} is a local path, but the Ray cluster at executor.address=auto has 2 nodes: "
+        f"output_dir {scattered} is a local path, but the Ray cluster at executor.address=auto: it has 2 nodes; "
         "use object storage (s3://, gs://, ...) or set executor.shared_filesystem=true if every node mounts it at the same path"
     )
     assert "Traceback" not in refused.stderr and not scattered.exists()
@@ -226,3 +226,76 @@ def test_two_node_cluster_writes_the_same_bytes_as_local(tmp_path, photos, s3, c
     run_prep(*_run_args(str(scattered), "executor=ray", "executor.address=auto", "executor.shared_filesystem=true", "dry_run=true",
                         f"hydra.run.dir={tmp_path / 'shared'}"))
     assert json.loads((scattered / "plan.json").read_text())["shards"][0]["path"] == local["shards"][0]["path"]
+
+
+# Without a cluster: what RayExecutor checks and asks Ray for, each in well under a second.
+
+
+def test_ray_executor_settings_are_checked():
+    from prep.errors import ConfigError
+    from prep.executors import RayExecutor
+
+    with pytest.raises(ConfigError, match=r"executor.scheduling_strategy='PACK': choose one of \['SPREAD', 'DEFAULT'\]"):
+        RayExecutor(scheduling_strategy="PACK")
+    with pytest.raises(ConfigError, match=r"executor.num_cpus=2: only for a local Ray instance"):
+        RayExecutor(address="auto", num_cpus=2)
+    with pytest.raises(ConfigError, match=r"executor.runtime_env='pip': give a mapping"):
+        RayExecutor(runtime_env="pip")
+
+
+def _recording_init(monkeypatch) -> list[dict]:
+    calls: list[dict] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    return calls
+
+
+def test_paths_are_checked_only_against_a_cluster_and_only_local_ones(monkeypatch):
+    from prep.executors import RayExecutor
+
+    calls = _recording_init(monkeypatch)
+    RayExecutor().check_paths("/tmp/out", ["/tmp/in"])  # a local instance is one node: no question to ask
+    RayExecutor(address="auto").check_paths("s3://b/out", ["s3://b/in", "gs://c/labels.txt"])  # nothing local
+    RayExecutor(address="auto", shared_filesystem=True).check_paths("/mnt/shared/out", ["/mnt/shared/in"])
+    assert calls == []
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"NodeID": "a", "Alive": True}, {"NodeID": "b", "Alive": False}])
+    RayExecutor(address="auto").check_paths("/tmp/out", ["s3://b/in"])  # one node alive: local is fine
+    assert [call["address"] for call in calls] == ["auto"]
+
+
+def test_a_local_image_dir_on_a_cluster_of_two_nodes_is_refused(monkeypatch):
+    from prep.errors import ConfigError
+    from prep.executors import RayExecutor
+
+    calls = _recording_init(monkeypatch)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"NodeID": "a", "Alive": True}, {"NodeID": "b", "Alive": True}])
+    with pytest.raises(ConfigError, match=r"^input /data/images is a local path, but the Ray cluster at executor.address=head:6379: it has 2 nodes; use object"):
+        RayExecutor(address="head:6379").check_paths("s3://b/out", ["/data/images", "s3://b/labels.txt"])
+    # Through Ray Client no node is this machine: refused whatever the size of the cluster, without asking it.
+    with pytest.raises(ConfigError, match=r"^output_dir /data/out is a local path, but the Ray cluster at executor.address=ray://head:10001: it is reached through Ray Client"):
+        RayExecutor(address="ray://head:10001").check_paths("/data/out", ["s3://b/in"])
+    assert [call["address"] for call in calls] == ["head:6379"]
+
+
+def test_ray_init_gets_a_new_local_instance_or_the_cluster_and_the_runtime_env(monkeypatch):
+    from prep.executors import RayExecutor
+
+    calls = _recording_init(monkeypatch)
+    RayExecutor(num_cpus=2)._connect()
+    RayExecutor(address="auto", runtime_env={"pip": ["prep"]})._connect()
+    # "local", not None: plain ray.init() would join whatever RAY_ADDRESS or a `ray start` on this machine names.
+    assert [(c["address"], c.get("num_cpus"), c.get("runtime_env")) for c in calls] == [("local", 2, None), ("auto", None, {"pip": ["prep"]})]
+
+
+def test_the_cluster_settings_compose_from_the_command_line():
+    from test_config import composed
+
+    from prep.app import build
+
+    executor = build(composed("executor=ray", "executor.address=auto", "executor.runtime_env={pip:['prep==1.0'],env_vars:{A:b}}",
+                              "executor.shared_filesystem=true", "executor.scheduling_strategy=DEFAULT").executor, "executor")
+    assert (executor.address, executor.runtime_env, executor.shared_filesystem, executor.scheduling_strategy) == (
+        "auto", {"pip": ["prep==1.0"], "env_vars": {"A": "b"}}, True, "DEFAULT")
+    assert build(composed("executor=ray").executor, "executor").runtime_env is None
