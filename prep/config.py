@@ -199,6 +199,9 @@ class RayExecutorConf:
     num_cpus_per_task: float = 1
     max_retries: int = 2
     num_cpus: Optional[int] = None
+    scheduling_strategy: str = "SPREAD"
+    shared_filesystem: bool = False
+    runtime_env: Any = None  # a mapping; Any, as OmegaConf 2.3 cannot override a null Optional[Dict] with one
 
 
 @dataclass

@@ -179,6 +179,9 @@ def _convert(
     skip_limit(max_skipped, 1)
     encoder.check(source)
     outputs.check_not_inputs(output_dir, input_paths(source, labels))
+    check_paths = getattr(executor, "check_paths", None)  # a multi-node Ray cluster refuses local paths
+    if check_paths is not None:
+        check_paths(output_dir, input_paths(source, labels))
 
     prepare_split = getattr(splitter, "prepare", None)
     if prepare_split is not None:

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import socket
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,8 @@ def s3(monkeypatch):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its buckets in this process, not in the server: start empty whatever an earlier test made.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -96,8 +99,12 @@ def s3(monkeypatch):
         "FSSPEC_S3_ENDPOINT_URL": endpoint,
     }.items():
         monkeypatch.setenv(key, value)
+    import fsspec.config
     import s3fs
 
+    # fsspec reads FSSPEC_* variables once, when first imported: the endpoint of this test's server, not an
+    # earlier test's, for what this process opens by URL (prep.load).
+    monkeypatch.setitem(fsspec.config.conf, "s3", {**fsspec.config.conf.get("s3", {}), "endpoint_url": endpoint})
     fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="testing", secret="testing")
     fs.mkdir("prep-test")
     yield fs
