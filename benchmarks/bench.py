@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -116,12 +117,14 @@ def _rss_kb(pid: int) -> int:
 class Run:
     seconds: float
     peak_mb: float
+    cpu: float = 0.0  # user + system seconds of the process and everything it waited for
 
 
 def run_once(command: list[str], cleanup: Path | None = None, stdout=None) -> Run:
-    """Wall time of a whole process and the peak of the summed RSS of its process tree (sampled every 50 ms)."""
+    """Wall and CPU time of a whole process and the peak of the summed RSS of its process tree (sampled every 50 ms)."""
     if cleanup is not None:
         shutil.rmtree(cleanup, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=REPO, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
@@ -139,11 +142,13 @@ def run_once(command: list[str], cleanup: Path | None = None, stdout=None) -> Ru
     seconds = time.perf_counter() - started
     done.set()
     sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} ... failed ({proc.returncode}):\n{stderr.decode()[-2000:]}")
     if cleanup is not None:
         shutil.rmtree(cleanup, ignore_errors=True)
-    return Run(seconds, peak / 1024)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(seconds, peak / 1024, cpu)
 
 
 @dataclass
@@ -160,13 +165,32 @@ class Result:
     def peak_mb(self) -> float:
         return max(r.peak_mb for r in self.runs)
 
+    @property
+    def cpu(self) -> float:
+        return statistics.median(r.cpu for r in self.runs)
+
+    def show(self) -> None:
+        print(f"  {self.name}: {self.seconds:.2f} s, {self.cpu:.2f} CPU-s (median of {len(self.runs)}), peak {self.peak_mb:.0f} MB", flush=True)
+
 
 def measure(name: str, images: int, command: list[str], repeat: int, cleanup: Path | None = None, stdout=None) -> Result:
     result = Result(name, images)
     for _ in range(repeat):
         result.runs.append(run_once(command, cleanup, stdout))
-    print(f"  {name}: {result.seconds:.2f} s (median of {repeat}), peak {result.peak_mb:.0f} MB", flush=True)
+    result.show()
     return result
+
+
+def alternate(methods: list[tuple[str, str, int, list[str], Path | None]], repeat: int) -> dict[str, Result]:
+    """Several methods run in turn, round after round, so that each sees the same machine: (key, name, images,
+    command, cleanup) each."""
+    results = {key: Result(name, images) for key, name, images, _, _ in methods}
+    for _ in range(repeat):
+        for key, _, _, command, cleanup in methods:
+            results[key].runs.append(run_once(command, cleanup))
+    for result in results.values():
+        result.show()
+    return results
 
 
 # ---------------------------------------------------------------- report
@@ -185,17 +209,21 @@ def machine() -> str:
 
 def report(results: dict[str, Result], total_bytes: int, count: int, small: int | None) -> str:
     floor = results["copy"]
-    rows = ["| method | images | seconds | images/s | MB/s | vs copy floor | peak memory |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| method | images | seconds | images/s | MB/s | vs copy floor | CPU seconds | CPU vs copy floor | peak memory |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for key, result in results.items():
         mb = total_bytes * result.images / count / 1e6
         rows.append(
             f"| {result.name} | {result.images:,} | {result.seconds:.2f} | {result.images / result.seconds:,.0f} | "
-            f"{mb / result.seconds:,.0f} | {result.seconds / floor.seconds:.2f}x | {result.peak_mb:,.0f} MB |"
+            f"{mb / result.seconds:,.0f} | {result.seconds / floor.seconds:.2f}x | {result.cpu:.2f} | {result.cpu / floor.cpu:.2f}x | {result.peak_mb:,.0f} MB |"
         )
     prep, peer = results["prep"], results.get("seed002")
     reencode, seed000 = results.get("prep_jpeg"), results.get("seed000")
     targets = [
-        ("pass-through <= 2.0x the copy floor (aim 1.3x)", f"{prep.seconds / floor.seconds:.2f}x", prep.seconds / floor.seconds <= 2.0),
+        ("pass-through wall <= 1.3x the copy floor (in alternation)", f"{prep.seconds / floor.seconds:.2f}x", prep.seconds / floor.seconds <= 1.3),
+        ("pass-through CPU time <= 2x the copy floor's", f"{prep.cpu / floor.cpu:.2f}x", prep.cpu / floor.cpu <= 2.0),
     ]
     if peer:
         targets.append(("pass-through >= 3x faster than seed 002's TensorFlow method", f"{peer.seconds / prep.seconds:.1f}x", peer.seconds / prep.seconds >= 3))
@@ -249,11 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     # Warm the page cache so every method reads from memory, as the copy floor does.
     subprocess.run(["cat", *[str(images / n) for n in names]], stdout=subprocess.DEVNULL, check=True)
 
-    results: dict[str, Result] = {}
     copy_cmd = ["sh", "-c", f'cd "{images}" && cat * > "{floor_target}"']
-    results["copy"] = measure("copy floor: cat every image into one file", args.images, copy_cmd, args.repeat)
     prep_cmd = [py, "-m", "prep", "dataset=imagenet_val", f"source.image_dir={images}", f"labels.path={labels}", "progress=false"]
-    results["prep"] = measure("prep dataset=imagenet_val (pass-through)", args.images, prep_cmd + [f"hydra.run.dir={work / 'prep'}"], args.repeat, work / "prep")
+    # The copy floor and prep's pass-through alternate, round after round: the ratio is between neighbours.
+    results: dict[str, Result] = alternate([
+        ("copy", "copy floor: cat every image into one file", args.images, copy_cmd, None),
+        ("prep", "prep dataset=imagenet_val (pass-through)", args.images, prep_cmd + [f"hydra.run.dir={work / 'prep'}"], work / "prep"),
+    ], args.repeat)
     if args.small and args.small < args.images:
         results["prep_small"] = measure(
             f"prep pass-through, first {args.small:,} images", args.small,

@@ -19,9 +19,8 @@ class Item(NamedTuple):
     ref: Union[str, int]  # how the source finds the image again: a relative path, an index, a byte offset
 
 
-@dataclass(frozen=True)
-class Encoded:
-    """An encoded image and the facts a record stores about it."""
+class Encoded(NamedTuple):
+    """An encoded image and the facts a record stores about it (a tuple: one is made for every record)."""
 
     data: bytes
     format: str  # "jpeg", "png", "raw", ...
