@@ -7,9 +7,11 @@ report.html, summary.json and .hydra/. Python's compiled bytecode is cached as a
 every run is not start-up a user pays). The 10 images are JPEGs cut from scikit-learn's sample photos (no
 download), with a space label file; they, the cache and the runs live in a temporary folder removed afterwards.
 
-    python benchmarks/bench_startup.py [--repeat 10] [--repo OTHER_CHECKOUT]
+    python benchmarks/bench_startup.py [--repeat 10] [--baseline OTHER_CHECKOUT]
 
-`report()` returns the Markdown table (with the targets of issue #14) for benchmarks/results.md.
+With --baseline, the other checkout (e.g. `git worktree add /tmp/before <commit>`) runs each command in
+alternation with this one, so both see the same machine load, and the table gets a column for each.
+`report()` returns the Markdown section (with issue #14's targets) for benchmarks/results.md.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ IMAGES = 10
 HELP_TARGET_S = 0.5
 RUN_TARGET_S = 1.0
 TOOLS = ("prep.verify", "prep.inspect", "prep.readbench", "prep.report")
+HELP = "prep --help"
+RUN = f"prep dataset=images, {IMAGES} JPEGs, space labels (pass-through, TFRecord)"
 
 
 def make_images(root: Path, count: int = IMAGES) -> Path:
@@ -61,55 +65,65 @@ def environment(repo: Path, pycache: Path) -> dict[str, str]:
     return env
 
 
-def seconds(command: list[str], repeat: int, cwd: Path, env: dict[str, str]) -> float:
-    """Median wall time of `repeat` runs of command (after one warm-up run that fills the page cache)."""
-    times = []
-    for i in range(repeat + 1):
-        start = time.perf_counter()
-        proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-        elapsed = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
-        if i:
-            times.append(elapsed)
-    return statistics.median(times)
-
-
-def measure(repeat: int = 10, repo: Path = REPO) -> dict[str, float]:
-    """Median seconds of each command: python itself, prep --help, each tool's --help, a 10-image run."""
+def commands(root: Path, images: Path) -> dict[str, list[str]]:
     python = sys.executable
-    results: dict[str, float] = {}
+    out = {"python -c pass (the interpreter alone)": [python, "-c", "pass"], HELP: [python, "-m", "prep", "--help"]}
+    for tool in TOOLS:
+        out[f"prep-{tool.split('.')[1]} --help"] = [python, "-m", tool, "--help"]
+    out[RUN] = [
+        python, "-m", "prep", "dataset=images", f"source.image_dir={images}", "labels=space",
+        f"labels.path={root / 'labels.txt'}", f"output_dir={root / 'run'}", "overwrite=true", "progress=false",
+    ]  # fmt: skip
+    return out
+
+
+def elapsed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return seconds
+
+
+def measure(repeat: int = 10, repos: tuple[Path, ...] = (REPO,)) -> dict[str, list[float]]:
+    """Median seconds of each command for each checkout in repos (runs alternate between them), after one
+    warm-up run each that fills the page cache and the bytecode cache."""
+    results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="prep-startup-") as tmp:
         root = Path(tmp)
-        env = environment(repo, root / "pycache")
         images = make_images(root)
-        results["python -c pass (the interpreter alone)"] = seconds([python, "-c", "pass"], repeat, root, env)
-        results["prep --help"] = seconds([python, "-m", "prep", "--help"], repeat, root, env)
-        for tool in TOOLS:
-            results[f"prep-{tool.split('.')[1]} --help"] = seconds([python, "-m", tool, "--help"], repeat, root, env)
-        run = [
-            python, "-m", "prep", "dataset=images", f"source.image_dir={images}", "labels=space",
-            f"labels.path={root / 'labels.txt'}", f"output_dir={root / 'run'}", "overwrite=true", "progress=false",
-        ]  # fmt: skip
-        results[f"prep dataset=images, {IMAGES} JPEGs, space labels (pass-through, TFRecord)"] = seconds(run, repeat, root, env)
+        envs = [environment(repo, root / f"pycache-{i}") for i, repo in enumerate(repos)]
+        for name, command in commands(root, images).items():
+            times: list[list[float]] = [[] for _ in repos]
+            for i in range(repeat + 1):
+                for env, kept in zip(envs, times):
+                    seconds = elapsed(command, root, env)
+                    if i:
+                        kept.append(seconds)
+            results[name] = [statistics.median(t) for t in times]
     return results
 
 
-def report(repeat: int = 10, results: dict[str, float] | None = None, repo: Path = REPO) -> str:
-    """The Markdown section for benchmarks/results.md."""
-    results = results if results is not None else measure(repeat, repo)
+def report(repeat: int = 10, baseline: Path | None = None, results: dict[str, list[float]] | None = None) -> str:
+    """The Markdown section for benchmarks/results.md (measured now unless results are given)."""
+    repos = (REPO,) if baseline is None else (baseline, REPO)
+    results = results if results is not None else measure(repeat, repos)
+    columns = ["seconds"] if baseline is None else [f"baseline ({baseline.name}) s", "this checkout s", "ratio"]
     lines = [
         "## Start-up",
         "",
-        f"Whole processes (`python -m prep ...`), median of {repeat} runs after one warm-up, "
-        "measured by `python benchmarks/bench_startup.py`.",
+        f"Whole processes (`python -m prep ...`), median of {repeat} runs after one warm-up"
+        + (", alternating with the baseline checkout" if baseline else "")
+        + ", measured by `python benchmarks/bench_startup.py`.",
         "",
-        "| command | seconds |",
-        "|---|---:|",
+        "| command | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
     ]
-    lines += [f"| {name} | {value:.3f} |" for name, value in results.items()]
-    help_s = results["prep --help"]
-    run_s = next(v for k, v in results.items() if k.startswith("prep dataset=images"))
+    for name, values in results.items():
+        cells = [f"{v:.3f}" for v in values] + ([f"{values[0] / values[1]:.2f}x"] if len(values) == 2 else [])
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    help_s, run_s = results[HELP][-1], results[RUN][-1]
     lines += [
         "",
         "| target | measured | met |",
@@ -123,9 +137,9 @@ def report(repeat: int = 10, results: dict[str, float] | None = None, repo: Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=10, help="runs of each command; the median is reported (default 10)")
-    parser.add_argument("--repo", type=Path, default=REPO, help="the checkout of prep to measure (default: this one)")
+    parser.add_argument("--baseline", type=Path, help="another checkout of prep to measure side by side (e.g. the commit before a change)")
     args = parser.parse_args(argv)
-    print(report(args.repeat, repo=args.repo.resolve()))
+    print(report(args.repeat, baseline=args.baseline.resolve() if args.baseline else None))
     return 0
 
 

@@ -176,3 +176,24 @@ def test_help_lists_the_groups_hydra_lists(hydra_app):
     lines = fast.splitlines()
     assert "dataset: cifar10, digits, imagenet_val, images, mnist_csv, mnist_ofrecord" in lines
     assert "hydra/job_logging: default, disabled, none, prep, stdout" in lines
+
+
+def test_startup_bench_table_names_the_targets():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import bench_startup
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    results = {bench_startup.HELP: [1.04, 0.32], bench_startup.RUN: [1.2, 1.1]}
+    text = bench_startup.report(10, baseline=REPO / "before", results=results)
+    assert "| prep --help | 1.040 | 0.320 | 3.25x |" in text
+    assert "| `prep --help` < 0.5 s | 0.32 s | yes |" in text and "| a 10-image run < 1.0 s | 1.10 s | **no** |" in text
+
+
+@pytest.mark.slow
+def test_startup_bench_runs_every_command():
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_startup.py"), "--repeat", "1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split(" | ")[0].lstrip("| ") for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[:7] == ["command", "python -c pass (the interpreter alone)", "prep --help", "prep-verify --help", "prep-inspect --help", "prep-readbench --help", "prep-report --help"]
+    assert "prep dataset=images, 10 JPEGs" in rows[7]
