@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -77,43 +78,49 @@ def commands(root: Path, images: Path) -> dict[str, list[str]]:
     return out
 
 
-def elapsed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
+def elapsed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the process and its children) of one run of command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(repeat: int = 10, repos: tuple[Path, ...] = (REPO,)) -> dict[str, list[float]]:
-    """Median seconds of each command for each checkout in repos (runs alternate between them), after one
-    warm-up run each that fills the page cache and the bytecode cache."""
-    results: dict[str, list[float]] = {}
+def measure(repeat: int = 10, repos: tuple[Path, ...] = (REPO,)) -> dict[str, list[tuple[float, float]]]:
+    """Median (wall, CPU) seconds of each command for each checkout in repos (runs alternate between them),
+    after one warm-up run each that fills the page cache and the bytecode cache."""
+    results: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="prep-startup-") as tmp:
         root = Path(tmp)
         images = make_images(root)
         envs = [environment(repo, root / f"pycache-{i}") for i, repo in enumerate(repos)]
         for name, command in commands(root, images).items():
-            times: list[list[float]] = [[] for _ in repos]
+            runs: list[list[tuple[float, float]]] = [[] for _ in repos]
             for i in range(repeat + 1):
-                for env, kept in zip(envs, times):
-                    seconds = elapsed(command, root, env)
+                for env, kept in zip(envs, runs):
+                    measured = elapsed(command, root, env)
                     if i:
-                        kept.append(seconds)
-            results[name] = [statistics.median(t) for t in times]
+                        kept.append(measured)
+            results[name] = [(statistics.median(w for w, _ in r), statistics.median(c for _, c in r)) for r in runs]
     return results
 
 
-def report(repeat: int = 10, baseline: Path | None = None, results: dict[str, list[float]] | None = None) -> str:
+def report(repeat: int = 10, baseline: Path | None = None, results: dict[str, list[tuple[float, float]]] | None = None) -> str:
     """The Markdown section for benchmarks/results.md (measured now unless results are given)."""
     repos = (REPO,) if baseline is None else (baseline, REPO)
     results = results if results is not None else measure(repeat, repos)
-    columns = ["seconds"] if baseline is None else [f"baseline ({baseline.name}) s", "this checkout s", "ratio"]
+    if baseline is None:
+        columns = ["seconds", "CPU seconds"]
+    else:
+        columns = [f"baseline ({baseline.name}) s", "this checkout s", "ratio", "baseline CPU s", "this checkout CPU s"]
     lines = [
         "## Start-up",
         "",
-        f"Whole processes (`python -m prep ...`), median of {repeat} runs after one warm-up"
+        f"Whole processes (`python -m prep ...`), wall and CPU (user + system) time, median of {repeat} runs after one warm-up"
         + (", alternating with the baseline checkout" if baseline else "")
         + ", measured by `python benchmarks/bench_startup.py`.",
         "",
@@ -121,9 +128,10 @@ def report(repeat: int = 10, baseline: Path | None = None, results: dict[str, li
         "|---|" + "---:|" * len(columns),
     ]
     for name, values in results.items():
-        cells = [f"{v:.3f}" for v in values] + ([f"{values[0] / values[1]:.2f}x"] if len(values) == 2 else [])
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    help_s, run_s = results[HELP][-1], results[RUN][-1]
+        walls, cpus = [f"{wall:.3f}" for wall, _ in values], [f"{cpu:.3f}" for _, cpu in values]
+        ratio = [f"{values[0][0] / values[1][0]:.2f}x"] if len(values) == 2 else []
+        lines.append(f"| {name} | " + " | ".join(walls + ratio + cpus) + " |")
+    help_s, run_s = results[HELP][-1][0], results[RUN][-1][0]
     lines += [
         "",
         "| target | measured | met |",

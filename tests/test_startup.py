@@ -184,9 +184,9 @@ def test_startup_bench_table_names_the_targets():
         import bench_startup
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
-    results = {bench_startup.HELP: [1.04, 0.32], bench_startup.RUN: [1.2, 1.1]}
+    results = {bench_startup.HELP: [(1.04, 1.0), (0.32, 0.3)], bench_startup.RUN: [(1.2, 1.5), (1.1, 1.4)]}
     text = bench_startup.report(10, baseline=REPO / "before", results=results)
-    assert "| prep --help | 1.040 | 0.320 | 3.25x |" in text
+    assert "| prep --help | 1.040 | 0.320 | 3.25x | 1.000 | 0.300 |" in text
     assert "| `prep --help` < 0.5 s | 0.32 s | yes |" in text and "| a 10-image run < 1.0 s | 1.10 s | **no** |" in text
 
 
