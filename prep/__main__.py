@@ -6,6 +6,7 @@ import shlex
 import shutil
 import signal
 import sys
+from contextlib import contextmanager
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -164,7 +165,8 @@ def cli() -> None:
     full = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        main()
+        with compose_once(multirun=any(arg in ("-m", "--multirun") for arg in sys.argv[1:])):
+            main()
     except BrokenPipeError:
         # `prep --help | head`: the reader left; Python's advice is to point stdout at devnull, not to trace back.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -179,6 +181,64 @@ def cli() -> None:
     if sweep.failed_jobs:
         print(f"error: {sweep.failed_jobs} job(s) of the sweep failed; the table above says which", file=sys.stderr)
         sys.exit(1)
+
+
+@contextmanager
+def compose_once(multirun: bool = False):
+    """Hydra 1.3 composes a run's config twice (once only to read `hydra.mode`, then again to run it), and
+    `--help` lists the config groups by deep-copying its whole config repository once per group (about 130
+    copies): together most of prep's start-up. Within this block a run composes once, the help lists the groups
+    from one copy, and everything else (a config that sets hydra.mode, one that does not compose, a sweep) takes
+    Hydra's own path with Hydra's own messages. Hydra's methods are restored on the way out."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.hydra import Hydra
+    from hydra.core.object_type import ObjectType
+    from hydra.types import RunMode
+
+    get_mode = Hydra.get_mode
+    load_configuration = ConfigLoaderImpl.load_configuration
+    get_group_options = ConfigLoaderImpl.get_group_options
+    composed: dict[tuple, object] = {}  # (loader, config_name, overrides) -> the run's config, used once
+    repositories: dict[int, tuple] = {}  # id(loader) -> (loader, one copy of its config repository)
+
+    def get_mode_composing_the_run(self, config_name, overrides):
+        # The composition hydra.run would make next (the same call), kept for it. Hydra's get_mode composes as
+        # a multirun only to read hydra.mode, which prep's configs never set: None, and Hydra runs the job
+        # with the override hydra.mode=RUN appended, whose effect on the config is applied here.
+        try:
+            cfg = load_configuration(self.config_loader, config_name=config_name, overrides=overrides, run_mode=RunMode.RUN)
+        except Exception:  # noqa: BLE001 - Hydra's own path: its get_mode swallows this, its run reports it
+            return get_mode(self, config_name, overrides)
+        if cfg.hydra.mode is not None:
+            return cfg.hydra.mode
+        cfg.hydra.mode = RunMode.RUN
+        cfg.hydra.overrides.hydra.append("hydra.mode=RUN")
+        composed[(id(self.config_loader), config_name, (*overrides, "hydra.mode=RUN"))] = cfg
+        return None
+
+    def load_configuration_once(self, config_name, overrides, run_mode, from_shell=True, validate_sweep_overrides=True):
+        key = (id(self), config_name, tuple(overrides))
+        if run_mode == RunMode.RUN and from_shell and validate_sweep_overrides and key in composed:
+            return composed.pop(key)
+        return load_configuration(self, config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
+
+    def get_group_options_from_one_copy(self, group_name, results_filter=ObjectType.CONFIG, config_name=None, overrides=None):
+        if config_name is not None or overrides:
+            return get_group_options(self, group_name, results_filter, config_name, overrides)
+        if id(self) not in repositories:
+            repositories[id(self)] = (self, self._parse_overrides_and_create_caching_repo(None, [])[1])
+        return repositories[id(self)][1].get_group_options(group_name, results_filter)
+
+    if not multirun:  # a sweep composes as a multirun anyway: Hydra's get_mode is already the one composition
+        Hydra.get_mode = get_mode_composing_the_run
+    ConfigLoaderImpl.load_configuration = load_configuration_once
+    ConfigLoaderImpl.get_group_options = get_group_options_from_one_copy
+    try:
+        yield
+    finally:
+        Hydra.get_mode = get_mode
+        ConfigLoaderImpl.load_configuration = load_configuration
+        ConfigLoaderImpl.get_group_options = get_group_options
 
 
 def _hydra_message(err: Exception) -> str:

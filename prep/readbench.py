@@ -14,7 +14,6 @@ import sys
 import time
 
 from prep import summary as summaries
-from prep import sweep
 from prep.errors import PrepError
 
 
@@ -93,6 +92,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.readbench") 
             result = measure(args.dir, parse=args.parse, decode=args.decode, repeat=args.repeat)
             print(" ".join(f"{k}={v}" for k, v in result.items()))
             return 0
+        from prep import sweep  # a Hydra callback module: Hydra is imported for a sweep folder, not for one run or --help
+
         jobs = sweep.job_dirs(args.dir) if os.path.isdir(args.dir) else []
         if not jobs:
             raise PrepError(f"{args.dir}: neither a run (no summary.json) nor a sweep directory (no job folders)")
