@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP     := $(VENV)/.dev-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test test-fast bench dist clean
+.PHONY: help install install-dev run test test-fast bench bench-scale dist clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -35,8 +35,11 @@ test: $(DEV_STAMP) ## run the whole test suite, slow tests included
 test-fast: $(DEV_STAMP) ## run the suite without the slow end-to-end tests
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: $(DEV_STAMP) ## measure speed and memory against the seed methods and the copy floor
+bench: $(DEV_STAMP) ## speed, memory, start-up and resize against the seed methods and the copy floor (~15 min)
 	$(PY) benchmarks/bench.py $(ARGS)
+
+bench-scale: $(DEV_STAMP) ## 100,000 and 1,000,000 small images against the copy floor (~10 min, 5 GB of disk)
+	$(PY) benchmarks/bench_scale.py $(ARGS)
 
 dist: $(RUNTIME_STAMP) ## build dist/prep-<version>-py3-none-any.whl: `pip install dist/prep-*.whl` works anywhere
 	rm -rf build dist

@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=HERE / "data", help="where the generated set is kept")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     parser.add_argument("--skip-tf", action="store_true", help="leave out seed 002's TensorFlow method")
+    parser.add_argument("--skip-extra", action="store_true", help="leave out the start-up and resize sections")
     args = parser.parse_args(argv)
 
     args.data.mkdir(parents=True, exist_ok=True)
@@ -319,6 +320,21 @@ def main(argv: list[str] | None = None) -> int:
         "(sampled every 50 ms; pages shared by forked workers are counted in each, so it is an upper bound).\n\n"
         + table + "\n\n" + NOTES
     )
+    sections = []
+    if not args.skip_extra:
+        sys.path.insert(0, str(HERE))
+        import bench_resize
+        import bench_startup
+
+        print("start-up ...", flush=True)
+        sections.append(bench_startup.report(10))
+        print("resize ...", flush=True)
+        sections.append(bench_resize.report(args.data))
+    # The scale section is `make bench-scale`'s (it takes longer): kept as it was measured.
+    old = args.out.read_text() if args.out.exists() else ""
+    scale = old[old.find("## Scale:") :] if "## Scale:" in old else ""
+    scale = scale[: scale.find("\n## ", 1) + 1] if "\n## " in scale[1:] else scale
+    text = text.rstrip("\n") + "\n\n" + "\n\n".join(s.strip("\n") for s in sections + ([scale] if scale else [])) + "\n"
     args.out.write_text(text)
     print("\n" + table + f"\n\nwritten to {args.out}")
     return 0

@@ -518,12 +518,31 @@ def _check_skips(skipped: list[Skip], limit: int | None, max_skipped) -> None:
         )
 
 
+class _NoBar:
+    """What the pipeline calls on a progress bar, doing nothing (progress=false, or no terminal)."""
+
+    n = 0
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(total: int, enabled: bool, desc: str = "converting"):
     """A progress bar on a terminal (none in a log file or with progress=false): images done of all, images/s,
     MB/s (when writing) and the time left."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
+        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", unit_scale=True, disable=None if enabled else True, desc=desc, leave=False, smoothing=0.1)
+    return tqdm(total=total, unit="img", unit_scale=True, desc=desc, leave=False, smoothing=0.1)
 
 
 def _size(nbytes: int) -> str:
