@@ -189,6 +189,9 @@ def _convert(
         if getattr(splitter, "columns", ()) and getattr(labels, "has_columns", False):
             labels.columns = dict(splitter.columns)
     listing = read_items(source, labels, limit)
+    release = getattr(source, "release", None)
+    if release is not None:
+        release()  # every name is resolved: the folder's listing is not needed again
     writer.check_labels(listing)  # a label the stored type cannot hold stops the run here, before any file
     for skip in listing.skipped:
         if on_error == "fail":

@@ -16,13 +16,21 @@ from prep.stages import Item
 
 
 class Strings(Sequence):
-    """An immutable sequence of str stored as one UTF-8 buffer and an offsets array (8 bytes a string)."""
+    """An immutable sequence of str stored as one UTF-8 buffer and an offsets array (8 bytes a string).
+
+    A slice is a view of the same buffer (a shard's items cost nothing more in the driver); pickled, it
+    carries only its own bytes.
+    """
 
     __slots__ = ("_data", "_offsets")
 
-    def __init__(self, data: bytes | bytearray, offsets: np.ndarray) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview, offsets: np.ndarray) -> None:
         self._data = data
-        self._offsets = offsets  # int64, len(self) + 1, offsets[0] == 0
+        self._offsets = offsets  # int64, len(self) + 1: string i is data[offsets[i]:offsets[i + 1]]
+
+    def __reduce__(self):
+        low, high = int(self._offsets[0]), int(self._offsets[-1])
+        return Strings, (bytes(self._data[low:high]), self._offsets - low)
 
     @classmethod
     def of(cls, values: Iterable[str]) -> "Strings":
@@ -40,18 +48,18 @@ class Strings(Sequence):
             if step != 1:
                 return self.take(np.arange(start, stop, step))
             stop = max(start, stop)
-            low, high = int(self._offsets[start]), int(self._offsets[stop])
-            return Strings(self._data[low:high], self._offsets[start : stop + 1] - low)
+            data = self._data if isinstance(self._data, memoryview) else memoryview(self._data)
+            return Strings(data, self._offsets[start : stop + 1])
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError("Strings index out of range")
-        return self._data[self._offsets[index] : self._offsets[index + 1]].decode("utf-8", "surrogatepass")
+        return str(self._data[self._offsets[index] : self._offsets[index + 1]], "utf-8", "surrogatepass")
 
     def __iter__(self) -> Iterator[str]:
         data, offsets = self._data, self._offsets.tolist()
         for low, high in zip(offsets, offsets[1:]):
-            yield data[low:high].decode("utf-8", "surrogatepass")
+            yield str(data[low:high], "utf-8", "surrogatepass")
 
     def take(self, indices) -> "Strings":
         builder = StringsBuilder()
@@ -62,7 +70,7 @@ class Strings(Sequence):
 
     @property
     def nbytes(self) -> int:
-        return len(self._data) + self._offsets.nbytes
+        return int(self._offsets[-1] - self._offsets[0]) + self._offsets.nbytes
 
 
 class StringsBuilder:

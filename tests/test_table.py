@@ -99,3 +99,28 @@ def test_hard_links_and_symlinks_are_one_file_whatever_the_names(tmp_path):
     assert [item.name for item in listing.items] == ["a.jpg", "b.jpg"]
     assert [(s.source, s.reason.split(" (")[0]) for s in listing.skipped] == [("hard.jpg", "listed twice"), ("soft.jpg", "listed twice")]
     assert listing.unlabelled_count == 0  # hard.jpg and soft.jpg were labelled, as a.jpg
+
+
+def test_images_are_read_through_kept_folders_and_symlinks_inside_still_work(tmp_path):
+    from prep.errors import EncodeError
+
+    root = tmp_path / "images"
+    for i in range(300):  # more folders than are kept open
+        (root / f"c{i:03d}").mkdir(parents=True)
+        (root / f"c{i:03d}" / "x.jpg").write_bytes(f"image {i}".encode())
+    (root / "deep" / "a" / "b").mkdir(parents=True)
+    (root / "deep" / "a" / "b" / "y.jpg").write_bytes(b"deep")
+    os.symlink("c001/x.jpg", root / "link.jpg")  # a symlink inside: read, by path
+    os.symlink("deep/a", root / "alias")  # a symlinked folder inside
+    (tmp_path / "secret.jpg").write_bytes(b"secret")
+    os.symlink(tmp_path / "secret.jpg", root / "c002" / "out.jpg")
+    source = ImageDirSource(str(root))
+    for _ in range(2):
+        assert [source.read(f"c{i:03d}/x.jpg") for i in range(300)] == [f"image {i}".encode() for i in range(300)]
+    assert source.read("deep/a/b/y.jpg") == b"deep" and source.read("alias/b/y.jpg") == b"deep"
+    assert source.read("link.jpg") == b"image 1"
+    with pytest.raises(EncodeError, match="outside"):
+        source.read("c002/out.jpg")
+    open_fds = len(os.listdir("/proc/self/fd"))
+    del source
+    assert len(os.listdir("/proc/self/fd")) < open_fds  # the kept folders are closed with the source
