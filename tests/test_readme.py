@@ -28,6 +28,7 @@ NOT_RUN = {
     "cd my-experiments": "every command runs in one folder that holds the README's files",
     "executor.address=": "needs a running Ray cluster (the local-instance line runs; tests/test_cluster.py has more)",
     "s3://": "needs object storage (tests/test_cluster.py runs against a moto S3 server)",
+    "ray start ": "starts a cluster node (tests/test_ray_cluster.py starts a 2-node cluster and stops it)",
 }
 # What the README writes for "your command", and a folder outside the test's reach.
 PLACEHOLDERS = {"prep ... ": "prep dataset=images source.image_dir=DIR labels=subdirs ", "output_dir=/data/records": "output_dir=data/records"}
