@@ -144,7 +144,69 @@ def measure_size(count: int, data: Path, repeat: int) -> dict:
     return result
 
 
-def report(results: list[dict], repeat: int, where: str) -> str:
+def per_record_costs(images: Path, labels: Path, count: int = 20_000) -> list[tuple[str, float]]:
+    """CPU microseconds per image of each step a pass-through shard task takes, through prep's own code
+    (one process, the first `count` images): what bounds the small-image rate."""
+    sys.path.insert(0, str(REPO))
+    import hashlib
+
+    from prep.encoders import PassthroughEncoder
+    from prep.headers import check_complete, read_header
+    from prep.pipeline import read_stamped
+    from prep.sources import ImageDirSource
+    from prep.stages import ShardStats
+    from prep.writers import record_values
+    from prep.writers.tfrecord import TFRecordWriter
+
+    names = [line.split()[0] for line in labels.read_text().splitlines()[:count]]
+    source, encoder = ImageDirSource(str(images)), PassthroughEncoder()
+    writer = TFRecordWriter(shard_size=5000, features={"image": "encoded", "label": "label", "height": "height", "width": "width", "chans": "channels"})
+    from prep.stages import Item
+
+    items = [Item(name, i % 1000, name) for i, name in enumerate(names)]
+    payloads = [read_stamped(source, item.ref)[0] for item in items]  # warm
+    encoded = [encoder.encode(p) for p in payloads]
+    values = [record_values(item, e, None) for item, e in zip(items, encoded)]
+    frames = [writer.frame(v) for v in values]
+    stats = ShardStats()
+    digest = hashlib.sha256()
+    steps = [
+        ("open, read and close the file (read_stamped)", lambda i: read_stamped(source, items[i].ref)),
+        ("read the header (read_header)", lambda i: read_header(payloads[i])),
+        ("check the JPEG is complete (check_complete)", lambda i: check_complete(payloads[i], "jpeg")),
+        ("the whole pass-through encode (both, and Encoded)", lambda i: encoder.encode(payloads[i])),
+        ("the record's values (record_values)", lambda i: record_values(items[i], encoded[i], None)),
+        ("tf.train.Example bytes and TFRecord framing (frame)", lambda i: writer.frame(values[i])),
+        ("sha256 of the record's bytes", lambda i: [digest.update(c) for c in frames[i]]),
+        ("the shard's statistics (ShardStats.add)", lambda i: stats.add(items[i].label, encoded[i])),
+    ]
+    out = []
+    for name, step in steps:
+        started = time.process_time()
+        for i in range(len(items)):
+            step(i)
+        out.append((name, (time.process_time() - started) / len(items) * 1e6))
+    # The whole shard task, as a worker runs it: the steps above plus the loop, the shard file's writes and
+    # the system calls' kernel time (user + system CPU of this process).
+    import tempfile
+
+    from prep.pipeline import Job, write_shard
+    from prep.stages import ShardPlan
+    from prep.table import ItemTable
+
+    with tempfile.TemporaryDirectory(dir=images.parent) as out_dir:
+        os.mkdir(os.path.join(out_dir, ".prep-manifest"))  # what the run's manifest start makes
+        job = Job(source, encoder, writer, out_dir, None, "skip")
+        plan = ShardPlan("shard.tfrecord", "train", 0, 1, ItemTable.of(items))
+        before = os.times()
+        write_shard(job, plan)
+        after = os.times()
+    cpu = (after.user - before.user) + (after.system - before.system)
+    out.append(("**the whole shard task (write_shard), user + system CPU**", cpu / len(items) * 1e6))
+    return out
+
+
+def report(results: list[dict], repeat: int, where: str, costs: list[tuple[str, float]] | None = None) -> str:
     rows = [
         "| images | data | copy floor s (CPU-s) | prep s (CPU-s) | prep / floor | planning (to first shard) | peak RSS, summed | peak PSS, summed |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -169,6 +231,10 @@ def report(results: list[dict], repeat: int, where: str) -> str:
             f"{small['prep']['pss_mb']:.0f} -> {bp['pss_mb']:.0f} MB, {per_image:+.0f} bytes an image", per_image < 16,
         ))
     lines = ["| target | measured | met |", "|---|---:|:---:|"] + [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets]
+    if costs:
+        lines += ["", "What a pass-through shard task spends per image (CPU microseconds, one process, prep's own functions on "
+                  "20,000 of these images; the encode row includes the two above it):", "",
+                  "| step | µs per image |", "|---|---:|"] + [f"| {name} | {us:.1f} |" for name, us in costs]
     return (
         f"## Scale: many small images (`make bench-scale`, median of {repeat} alternating runs)\n\n"
         "Small JPEGs of about 1 KB (crops of scikit-learn's sample photos), all in one folder, one space-separated "
@@ -192,10 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench-scale on {machine()}; data and outputs in {data}", flush=True)
     try:
         results = [measure_size(count, data, args.repeat) for count in args.sizes]
+        images, labels = make_small(data, min(args.sizes))
+        costs = per_record_costs(images, labels)
     finally:
         if memory:
             shutil.rmtree(data, ignore_errors=True)  # 4 GB of memory
-    section = report(results, args.repeat, "in memory (/dev/shm, tmpfs)" if memory else f"on disk ({data})")
+    section = report(results, args.repeat, "in memory (/dev/shm, tmpfs)" if memory else f"on disk ({data})", costs)
     replace_section(args.out, "## Scale:", section)
     print("\n" + section + f"\nwritten to {args.out}")
     return 0
