@@ -253,6 +253,9 @@ class _Rows:
         names = [entry.name for _, entry, _ in chunk]
         resolve_many = getattr(self.source, "resolve_many", None)
         resolved = resolve_many(names) if resolve_many is not None else [_resolve(self.source, name) for name in names]
+        if resolved is names and not self.columns:  # every name is a file as written: the columns in one go
+            self._append(names, [entry.where for _, entry, _ in chunk], [code for _, _, code in chunk], [index for index, _, _ in chunk])
+            return
         refs, wheres, codes, indices = [], [], [], []
         for (index, entry, code), ref in zip(chunk, resolved):
             if isinstance(ref, EncodeError):
@@ -269,6 +272,9 @@ class _Rows:
                 if entry.extra is not None:
                     for column, value in zip(self.columns, entry.extra):
                         self.fields[column].setdefault(ref, (value, entry.where))
+        self._append(refs, wheres, codes, indices)
+
+    def _append(self, refs: list[str], wheres: list[str], codes: list[int], indices: list[int]) -> None:
         self.names.extend(refs)
         self.wheres.extend(wheres)
         self.codes.extend(codes)

@@ -123,6 +123,8 @@ class ImageDirSource:
         listed file (the common case) costs one hash lookup, found for all names at once."""
         listing = self._scan()
         found = listing.contains_many(names)
+        if not self.extension and found.all():
+            return names  # every name is a listed path, already relative and normalized
         out = []
         for name, hit in zip(names, found.tolist()):
             if hit and not (self.extension and not posixpath.splitext(name)[1]):

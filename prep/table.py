@@ -204,5 +204,9 @@ def sorted_contains(haystack: np.ndarray, needles) -> np.ndarray:
     needles = np.asarray(needles, dtype=np.int64)
     if not len(haystack):
         return np.zeros(len(needles), dtype=bool)
-    at = np.minimum(haystack.searchsorted(needles), len(haystack) - 1)
-    return haystack[at] == needles
+    order = np.argsort(needles)  # searched in order, the big array is read front to back, not at random
+    ordered = needles[order]
+    at = np.minimum(haystack.searchsorted(ordered), len(haystack) - 1)
+    found = np.empty(len(needles), dtype=bool)
+    found[order] = haystack[at] == ordered
+    return found
