@@ -237,6 +237,7 @@ def report(results: list[dict], repeat: int, where: str, costs: list[tuple[str, 
                   "| step | µs per image |", "|---|---:|"] + [f"| {name} | {us:.1f} |" for name, us in costs]
     return (
         f"## Scale: many small images (`make bench-scale`, median of {repeat} alternating runs)\n\n"
+        f"Measured on {time.strftime('%Y-%m-%d')}: {machine()}.\n\n"
         "Small JPEGs of about 1 KB (crops of scikit-learn's sample photos), all in one folder, one space-separated "
         f"label file, pass-through to TFRecord (`dataset=imagenet_val`); images and outputs {where}. Copy floor: `find DIR "
         "-type f -print0 | xargs -0 cat > one_file`. CPU time is user + system of the whole process tree. Planning is "
