@@ -167,6 +167,10 @@ def cli() -> None:
     try:
         with compose_once(multirun=any(arg in ("-m", "--multirun") for arg in sys.argv[1:])):
             main()
+    except KeyboardInterrupt:
+        # Ctrl-C before the run began (composing the config, importing): nothing was written.
+        print("interrupted before the run started: nothing was written", file=sys.stderr)
+        sys.exit(130)
     except BrokenPipeError:
         # `prep --help | head`: the reader left; Python's advice is to point stdout at devnull, not to trace back.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -78,10 +78,16 @@ class LocalExecutor:
             self._pool = self._new_pool(self.workers)
             self._pool.submit(os.getpid).result()  # a fork pool starts all its workers at the first task
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers: when they are idle, by telling them; after an error or an interrupt (abort), at once,
+        since a pool cut short while it started or worked may never answer."""
         pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        if abort:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
 
     @staticmethod
     def _new_pool(workers: int) -> ProcessPoolExecutor:

@@ -135,14 +135,17 @@ def convert(*, executor, **kwargs) -> dict:
     """
     memory.fixed_threshold()
     start = getattr(executor, "start", None)
-    if start is not None and (not kwargs.get("dry_run") or _scans(kwargs.get("splitter"))):
-        start()
+    finished = False
     try:
-        return _convert(executor=executor, **kwargs)
+        if start is not None and (not kwargs.get("dry_run") or _scans(kwargs.get("splitter"))):
+            start()
+        summary = _convert(executor=executor, **kwargs)
+        finished = True
+        return summary
     finally:
         close = getattr(executor, "close", None)
         if close is not None:
-            close()
+            close(abort=not finished)  # stopped by an error or Ctrl-C: the workers are ended, not waited for
 
 
 def _convert(

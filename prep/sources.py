@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import math
 import os
@@ -81,11 +80,10 @@ class ImageDirSource:
         self.max_image_bytes = max_image_bytes
         self._root: str | None = None  # the folder's real path, for the read-time check
         self._listing: Listing | None = None
-        self._folders: _Folders | None = None
 
     def __getstate__(self) -> dict:
-        # Shard tasks only read files; the folder listing stays with the planner, open folders with the process.
-        return {**self.__dict__, "_listing": None, "_folders": None}
+        # Shard tasks only read files; the folder listing stays with the planner.
+        return {**self.__dict__, "_listing": None}
 
     def check(self) -> None:
         if not storage.isdir(self.image_dir):
@@ -172,8 +170,9 @@ class ImageDirSource:
         if storage.is_url(self.image_dir):
             return ref
         listing = self._scan()
-        # Only a path that may share its file is looked at: a file symlink, a hard link, a path through a symlinked folder.
-        if hash(ref) not in listing.linked and not (listing.dir_aliases and ref not in listing):
+        # Only a path that may share its file is looked at: a file symlink or a hard link; in a folder with a
+        # symlinked folder, every path (one file is then reachable through the alias and by its real path).
+        if not listing.dir_aliases and hash(ref) not in listing.linked:
             return ref
         try:
             st = os.stat(os.path.join(self.image_dir, ref))
@@ -220,25 +219,21 @@ class ImageDirSource:
                 return storage.read_bytes(path), self.stamp(ref)
             except OSError as err:
                 raise EncodeError(f"cannot read: {err.strerror or err}") from None
-        if self._folders is None or self._folders.pid != os.getpid():
-            self._folders = _Folders(self.image_dir)
+        if self._root is None:
+            self._root = os.path.realpath(self.image_dir)
         try:
-            fd = self._folders.open(ref)  # no symlink on the way: inside the folder by construction
-            checked = fd is not None
-            if fd is None:
-                # A symlink on the way (allowed if it stays inside): open by path, then ask the kernel where it led.
-                fd = os.open(os.path.join(self.image_dir, ref), _READ_FLAGS)
+            fd = os.open(os.path.join(self.image_dir, ref), _READ_FLAGS)
         except OSError as err:
             raise EncodeError(f"cannot read: {err.strerror or err}") from None
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise EncodeError("not a regular file")
-            if not checked:
-                if self._root is None:
-                    self._root = os.path.realpath(self.image_dir)
-                if not _opened_inside(fd, self._root):
-                    raise EncodeError("symlink points outside source.image_dir")
+            # By the path the kernel opened, after every symlink: a file or folder swapped for a symlink, or a
+            # folder moved out of image_dir, during the run is not read. (Folder descriptors kept open would
+            # save this call, but they follow a folder wherever it is moved.)
+            if not _opened_inside(fd, self._root):
+                raise EncodeError("symlink points outside source.image_dir")
             if st.st_size > self.max_image_bytes:
                 raise EncodeError(f"{st.st_size:,} bytes is over max_image_bytes={self.max_image_bytes:,}")
             data = _read_all(fd, st.st_size, self.max_image_bytes)
@@ -251,78 +246,6 @@ class ImageDirSource:
 
 # O_NONBLOCK: a FIFO swapped in for an image must not hang the run; regular files ignore it.
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class _Folders:
-    """Images opened without following any symlink: every folder of a path is opened from the one before
-    with O_NOFOLLOW, and kept open for the next image of the same folder. A file opened so is inside the
-    image folder by construction, so no check of where it led is needed (and none costs a system call).
-
-    open() returns None when a symlink is on the way (a symlinked file or folder the listing allowed): the
-    caller then opens by path and checks where it led. One per process: folder descriptors are not shared.
-    """
-
-    _KEEP = 256  # folders kept open
-
-    def __init__(self, image_dir: str) -> None:
-        self.pid = os.getpid()
-        self.image_dir = image_dir
-        self._fds: dict[str, int] = {}
-
-    def open(self, ref: str) -> int | None:
-        folder, _, name = ref.rpartition("/")
-        if name in ("", ".", ".."):
-            return None
-        dir_fd = self._folder(folder)
-        if dir_fd is None:
-            return None
-        try:
-            return os.open(name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
-        except OSError as err:
-            if err.errno == errno.ELOOP:  # the file is a symlink
-                return None
-            raise
-
-    def _folder(self, folder: str) -> int | None:
-        fd = self._fds.get(folder)
-        if fd is not None:
-            return fd
-        parts = folder.split("/") if folder else []
-        if any(part in ("", ".", "..") for part in parts):
-            return None
-        have = len(parts)  # the deepest folder on the way that is open already
-        while have > 0 and "/".join(parts[:have]) not in self._fds:
-            have -= 1
-        if have == 0 and "" not in self._fds:
-            self._keep("", os.open(self.image_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
-        fd = self._fds["/".join(parts[:have])]
-        for depth in range(have, len(parts)):
-            try:
-                fd = os.open(parts[depth], _DIR_FLAGS, dir_fd=fd)
-            except OSError as err:
-                if err.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlinked folder
-                    return None
-                raise
-            self._keep("/".join(parts[: depth + 1]), fd)
-        return fd
-
-    def _keep(self, folder: str, fd: int) -> None:
-        if len(self._fds) >= self._KEEP:
-            self.close()
-        self._fds[folder] = fd
-
-    def close(self) -> None:
-        fds, self._fds = self._fds, {}
-        if self.pid == os.getpid():
-            for fd in fds.values():
-                os.close(fd)
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except OSError:
-            pass
 
 
 def _hidden(path: str) -> bool:

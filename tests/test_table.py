@@ -101,26 +101,41 @@ def test_hard_links_and_symlinks_are_one_file_whatever_the_names(tmp_path):
     assert listing.unlabelled_count == 0  # hard.jpg and soft.jpg were labelled, as a.jpg
 
 
-def test_images_are_read_through_kept_folders_and_symlinks_inside_still_work(tmp_path):
-    from prep.errors import EncodeError
+def test_a_file_named_through_a_symlinked_folder_is_the_same_image(tmp_path):
+    """real/r.jpg and alias/r.jpg (alias -> real) are one file: listed twice with one label, written once; with
+    two labels, an error naming both; named only through the alias, it is not unlabelled."""
+    from prep.errors import InputError
 
     root = tmp_path / "images"
-    for i in range(300):  # more folders than are kept open
-        (root / f"c{i:03d}").mkdir(parents=True)
-        (root / f"c{i:03d}" / "x.jpg").write_bytes(f"image {i}".encode())
-    (root / "deep" / "a" / "b").mkdir(parents=True)
-    (root / "deep" / "a" / "b" / "y.jpg").write_bytes(b"deep")
-    os.symlink("c001/x.jpg", root / "link.jpg")  # a symlink inside: read, by path
-    os.symlink("deep/a", root / "alias")  # a symlinked folder inside
-    (tmp_path / "secret.jpg").write_bytes(b"secret")
-    os.symlink(tmp_path / "secret.jpg", root / "c002" / "out.jpg")
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "r.jpg").write_bytes(b"x")
+    (root / "real" / "s.jpg").write_bytes(b"y")
+    os.symlink("real", root / "alias")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("alias/r.jpg 1\nreal/s.jpg 2\nreal/r.jpg 1\n")
+    listing = read_items(ImageDirSource(str(root)), SpaceLabels(str(labels)))
+    assert [item.name for item in listing.items] == ["alias/r.jpg", "real/s.jpg"]
+    assert [s.source for s in listing.skipped] == ["real/r.jpg"] and "the same file" in listing.skipped[0].reason
+    assert listing.unlabelled_count == 0
+    labels.write_text("alias/r.jpg 5\nreal/r.jpg 6\n")
+    with pytest.raises(InputError, match="listed again with another label"):
+        read_items(ImageDirSource(str(root)), SpaceLabels(str(labels)))
+
+
+def test_a_folder_moved_out_of_the_image_folder_during_the_run_is_not_read(tmp_path):
+    from prep.errors import EncodeError
+
+    root, outside = tmp_path / "images", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for i in range(3):
+        (root / "sub" / f"{i}.jpg").write_bytes(b"inside")
     source = ImageDirSource(str(root))
-    for _ in range(2):
-        assert [source.read(f"c{i:03d}/x.jpg") for i in range(300)] == [f"image {i}".encode() for i in range(300)]
-    assert source.read("deep/a/b/y.jpg") == b"deep" and source.read("alias/b/y.jpg") == b"deep"
-    assert source.read("link.jpg") == b"image 1"
+    assert source.read("sub/0.jpg") == b"inside"
+    os.rename(root / "sub", outside / "sub")
+    (outside / "sub" / "1.jpg").write_bytes(b"outside")
+    with pytest.raises(EncodeError):
+        source.read("sub/1.jpg")
+    os.symlink(outside / "sub", root / "sub")  # and brought back as a symlink leading outside
     with pytest.raises(EncodeError, match="outside"):
-        source.read("c002/out.jpg")
-    open_fds = len(os.listdir("/proc/self/fd"))
-    del source
-    assert len(os.listdir("/proc/self/fd")) < open_fds  # the kept folders are closed with the source
+        source.read("sub/1.jpg")

@@ -1,0 +1,88 @@
+"""The worker pool: forked before planning, kept for the run, and ended, not waited for, when a run stops."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from prep import pipeline
+from prep.encoders import PassthroughEncoder
+from prep.executors import LocalExecutor
+from prep.labels import SpaceLabels
+from prep.sources import ImageDirSource
+from prep.split import NoSplit
+from prep.writers.tfrecord import TFRecordWriter
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _gone(pids, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(_alive(pid) for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_a_run_stopped_while_planning_ends_its_workers(tmp_path, imagenet_folder, monkeypatch, stop):
+    executor = LocalExecutor(2)
+    seen = {}
+
+    def planning(*args, **kwargs):
+        seen["workers"] = [p.pid for p in executor._pool._processes.values()]
+        raise stop("stopped while planning")
+
+    monkeypatch.setattr(pipeline, "read_items", planning)
+    with pytest.raises(stop):
+        pipeline.convert(
+            name="test", source=ImageDirSource(str(imagenet_folder.root)), labels=SpaceLabels(str(imagenet_folder.labels)),
+            splitter=NoSplit("train"), encoder=PassthroughEncoder(), writer=TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label"}), executor=executor,
+            output_dir=str(tmp_path / "out"), progress=False,
+        )
+    assert len(seen["workers"]) == 2  # forked before planning
+    assert executor._pool is None and _gone(seen["workers"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_pool_is_started_once_and_closed_idle(tmp_path):
+    executor = LocalExecutor(2)
+    executor.start()
+    pids = [p.pid for p in executor._pool._processes.values()]
+    executor.start()  # a second start keeps the same workers
+    assert [p.pid for p in executor._pool._processes.values()] == pids
+    assert list(executor.map(_square, None, [1, 2, 3])) and [p.pid for p in executor._pool._processes.values()] == pids
+    executor.close()
+    assert executor._pool is None and _gone(pids)
+    assert os.getpid() not in pids
+
+
+def _square(job, task):
+    return task * task
+
+
+class _InterruptedStart(LocalExecutor):
+    def start(self) -> None:
+        super().start()
+        self.pids = [p.pid for p in self._pool._processes.values()]
+        raise KeyboardInterrupt  # Ctrl-C just as the workers came up
+
+
+def test_ctrl_c_while_the_workers_start_ends_them(tmp_path, imagenet_folder):
+    executor = _InterruptedStart(2)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.convert(
+            name="test", source=ImageDirSource(str(imagenet_folder.root)), labels=SpaceLabels(str(imagenet_folder.labels)),
+            splitter=NoSplit("train"), encoder=PassthroughEncoder(), writer=TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label"}),
+            executor=executor, output_dir=str(tmp_path / "out"), progress=False,
+        )
+    assert executor._pool is None and _gone(executor.pids)
