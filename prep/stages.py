@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from typing import NamedTuple, Union
 
@@ -113,18 +112,6 @@ class ShardResult:
         )
 
 
-def merge_shapes(shapes: dict, height: int, width: int, channels: int) -> None:
-    """Widen a shapes range ({"height": [low, high], "width": [low, high], "channels": [...]}) by one image."""
-    if not shapes:
-        shapes.update(height=[height, height], width=[width, width], channels=[channels])
-        return
-    for key, value in (("height", height), ("width", width)):
-        low, high = shapes[key]
-        shapes[key] = [min(low, value), max(high, value)]
-    if channels not in shapes["channels"]:
-        shapes["channels"] = sorted([*shapes["channels"], channels])
-
-
 def merged_shapes(ranges) -> dict:
     """Several shapes ranges as one (empty ranges, of shards with no record, are left out)."""
     out: dict = {}
@@ -143,14 +130,6 @@ def merged_shapes(ranges) -> dict:
 # Lower edges of the image-size histogram bins in pixels (half octaves): bin i holds sizes in
 # [SIZE_BINS[i], SIZE_BINS[i + 1]), the last one everything from 8192 up. A fixed list, so shards merge.
 SIZE_BINS = (0, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
-
-
-def count_size(sizes: dict, height: int, width: int) -> None:
-    """Count one image in a size histogram ({"height": [...], "width": [...]} over SIZE_BINS)."""
-    if not sizes:
-        sizes.update(height=[0] * len(SIZE_BINS), width=[0] * len(SIZE_BINS))
-    for key, value in (("height", height), ("width", width)):
-        sizes[key][bisect.bisect_right(SIZE_BINS, value) - 1] += 1
 
 
 def merged_sizes(histograms) -> dict:

@@ -419,12 +419,14 @@ def test_report_html_is_written_before_summary_json(tmp_path, photos, monkeypatc
 
 
 def test_the_size_histogram_survives_the_manifest_for_resume():
-    from prep.stages import ShardResult, count_size, merged_sizes
+    from prep.stages import Encoded, ShardResult, ShardStats, merged_sizes
 
-    sizes: dict = {}
+    stats = ShardStats()
     for height, width in ((8, 8), (100, 300), (9000, 20)):
-        count_size(sizes, height, width)
-    result = ShardResult("a", "train", 3, 10, "0" * 64, {0: 3}, {"png": 3}, sizes=sizes)
+        stats.add(0, Encoded(b"", "png", height, width, 3))
+    result = stats.result("a", "train", 3, 10, "0" * 64, [], [])
+    sizes = result.sizes
+    assert result.shapes == {"height": [8, 9000], "width": [8, 300], "channels": [3]} and result.class_counts == {0: 3}
     again = ShardResult.from_dict(json.loads(json.dumps(result.as_dict())))
     assert again == result
     merged = merged_sizes([again.sizes, {}, sizes])
