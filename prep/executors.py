@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -85,8 +86,7 @@ class LocalExecutor:
         if pool is None:
             return
         if abort:
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.terminate()
+            _end(pool)
         pool.shutdown(wait=True, cancel_futures=True)
 
     @staticmethod
@@ -137,11 +137,25 @@ class LocalExecutor:
         finally:
             if not finished:
                 # Stop at once: the workers' unfinished shards are only .partial files, removed by the caller.
-                for process in list(getattr(pool, "_processes", {}).values()):
-                    process.terminate()
+                _end(pool)
                 self._pool = None
             if pool is not self._pool:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _end(pool: ProcessPoolExecutor) -> None:
+    """End a pool's workers now: SIGTERM, then SIGKILL for any still alive a moment later. A worker that has
+    not yet run _worker_init still has the parent's SIGTERM handler (a library may have set one), and the
+    pool's shutdown would wait for it forever."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + 2.0
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join(5.0)
 
 
 def _ray_task(fn: Callable, job, task):

@@ -86,3 +86,31 @@ def test_ctrl_c_while_the_workers_start_ends_them(tmp_path, imagenet_folder):
             executor=executor, output_dir=str(tmp_path / "out"), progress=False,
         )
     assert executor._pool is None and _gone(executor.pids)
+
+
+def test_workers_that_do_not_die_of_sigterm_are_killed(tmp_path):
+    """Workers with SIGTERM blocked (a signal mask inherited from the driver) or not yet set up, and busy:
+    ending the pool after an error must not wait for them."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import signal, time
+        from prep import executors
+        from prep.executors import LocalExecutor
+        executors._worker_init = lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        executor = LocalExecutor(2)
+        executor.start()
+        for _ in range(2):
+            executor._pool.submit(time.sleep, 60)
+        time.sleep(0.5)
+        started = time.monotonic()
+        executor.close(abort=True)
+        print("ended in", round(time.monotonic() - started, 1))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "ended in" in proc.stdout
