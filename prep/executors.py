@@ -85,9 +85,7 @@ class LocalExecutor:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        if abort:
-            _end(pool)
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(pool, abort)
 
     @staticmethod
     def _new_pool(workers: int) -> ProcessPoolExecutor:
@@ -137,10 +135,10 @@ class LocalExecutor:
         finally:
             if not finished:
                 # Stop at once: the workers' unfinished shards are only .partial files, removed by the caller.
-                _end(pool)
+                _stop(pool, abort=True)
                 self._pool = None
-            if pool is not self._pool:
-                pool.shutdown(wait=True, cancel_futures=True)
+            elif pool is not self._pool:
+                _stop(pool, abort=False)
 
 
 def _end(pool: ProcessPoolExecutor) -> None:
@@ -156,6 +154,21 @@ def _end(pool: ProcessPoolExecutor) -> None:
         if process.is_alive():
             process.kill()
             process.join(5.0)
+
+
+def _stop(pool: ProcessPoolExecutor, abort: bool) -> None:
+    """Shut the pool down, its workers ended first when abort, with SIGPIPE ignored meanwhile: the pool's
+    threads write to the queues of workers that are gone. Python ignores SIGPIPE, but a program (or a tool's
+    cli, as prep-verify's for `| head`) may have restored the default, which would kill this process there."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN) if main else None
+    try:
+        if abort:
+            _end(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        if main:
+            signal.signal(signal.SIGPIPE, previous)
 
 
 def _ray_task(fn: Callable, job, task):

@@ -114,3 +114,27 @@ def test_workers_that_do_not_die_of_sigterm_are_killed(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert "ended in" in proc.stdout
+
+
+def test_ending_the_workers_survives_a_default_sigpipe():
+    """prep-verify's cli (and many programs) restore SIGPIPE's default; ending a pool writes to the queues of
+    workers that are gone, which must not kill the process."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import signal
+        from prep.executors import LocalExecutor
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        for _ in range(3):
+            executor = LocalExecutor(2)
+            executor.start()
+            executor.close(abort=True)
+        print("alive", signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert proc.stdout.strip() == "alive True"
