@@ -142,9 +142,9 @@ class LocalExecutor:
 
 
 def _end(pool: ProcessPoolExecutor) -> None:
-    """End a pool's workers now: SIGTERM, then SIGKILL for any still alive a moment later. A worker that has
-    not yet run _worker_init still has the parent's SIGTERM handler (a library may have set one), and the
-    pool's shutdown would wait for it forever."""
+    """End a pool's workers now: SIGTERM, then SIGKILL for any still alive a moment later. A worker may not die
+    of SIGTERM (not yet set up, so with the parent's handler, or with SIGTERM blocked), and one left waiting on
+    the task queue's lock, which a killed worker held, would make the pool's shutdown wait forever."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for process in processes:
         process.terminate()
