@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench import _PAGE_KB, _tree, machine  # noqa: E402
+from bench import _rss_kb, _tree, machine  # noqa: E402
 from scale_data import make_small  # noqa: E402
 
 
@@ -47,14 +47,6 @@ def _pss_kb(pid: int) -> int:
     except (OSError, ValueError):
         pass
     return 0
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * _PAGE_KB
-    except (OSError, IndexError, ValueError):
-        return 0
 
 
 @dataclass

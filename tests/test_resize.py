@@ -15,23 +15,14 @@ from conftest import cmyk_jpeg_bytes, jpeg_bytes, png_bytes
 from prep.encoders import ImageEncoder, PassthroughEncoder, RawEncoder, reduction, resized_size
 from prep.errors import ConfigError, EncodeError
 from prep.executors import LocalExecutor
-from prep.formats import tfrecord
 from prep.labels import SubdirLabels
 from prep.pipeline import convert
 from prep.sources import ImageDirSource
 from prep.split import NoSplit
 from prep.stages import ShardResult
 from prep.writers import TFRecordWriter
+from test_exif import FIELDS, records  # the keys and the record reader of the EXIF tests, one definition
 
-FIELDS = {
-    "image/encoded": "encoded",
-    "image/format": "format",
-    "image/height": "height",
-    "image/width": "width",
-    "image/channels": "channels",
-    "image/class/label": "label",
-    "image/filename": "filename",
-}
 
 
 def photo(photos, height: int, width: int, i: int = 0) -> np.ndarray:
@@ -257,16 +248,6 @@ def convert_folder(root, out, encoder, workers: int = 1, verify: bool = False) -
         writer=TFRecordWriter(shard_size=3, features=FIELDS), executor=LocalExecutor(workers), output_dir=str(out), progress=False,
         verify=verify,
     )  # fmt: skip
-
-
-def records(out, summary) -> dict[str, dict]:
-    found = {}
-    for shard in summary["shards"]:
-        with open(out / shard["path"], "rb") as f:
-            for _, payload in tfrecord.read_records(f):
-                record = {key: values[0] for key, (_kind, values) in tfrecord.decode_example(payload).items()}
-                found[record["image/filename"].decode()] = record
-    return found
 
 
 def test_summary_counts_how_every_image_was_decoded(tmp_path, mixed_folder):
