@@ -4,13 +4,13 @@ import logging
 import os
 import shlex
 import shutil
-import signal
 import sys
 from contextlib import contextmanager
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from prep import interrupts
 from prep.config import conf_dir, register
 
 log = logging.getLogger("prep")
@@ -19,6 +19,10 @@ register()
 # Hydra settings every run needs, even a rerun from a saved .hydra/config.yaml (which carries no hydra
 # settings): Hydra must not write .hydra/ or a log file itself, before prep knows the folder is its to use.
 FORCED = ("hydra.output_subdir=null", "hydra/job_logging=prep", "hydra.job.name=prep")
+
+
+# The runs this process finished (a sweep runs several): a Ctrl-C between them says what stands.
+finished_runs: list[str] = []
 
 
 # An absolute config path: the same conf/ whether prep runs from a checkout or an installed wheel.
@@ -87,6 +91,9 @@ def main(cfg: DictConfig) -> None:
         keep_log_of_failure()
         fail(2)
     else:
+        finished_runs.append(str(cfg.output_dir))
+        if not sweeping:
+            interrupts.uninstall()  # summary.json is written: a Ctrl-C from now on only ends the process
         if cfg.get("dry_run"):
             log.info("next: the same command without dry_run=true converts as planned")
         elif not sweeping:  # a sweep ends with its own table instead
@@ -128,11 +135,6 @@ def _short(path: str) -> str:
     return path if relative == os.pardir or relative.startswith(os.pardir + os.sep) else relative
 
 
-def _interrupt(signum, frame):
-    # SIGTERM (a scheduler, `kill`) takes the same path as Ctrl-C, so partial shards are cleaned up.
-    raise KeyboardInterrupt
-
-
 def _absolute_config_paths(argv: list[str]) -> list[str]:
     """Hydra reads a relative --config-path against prep's own source folder; users mean their working directory."""
     out = list(argv)
@@ -158,7 +160,7 @@ def _with_forced(argv: list[str]) -> list[str]:
 def cli() -> None:
     """The `prep` command and `python -m prep`: one path, so both take the same overrides and Hydra flags."""
     sys.argv = _with_forced(_absolute_config_paths(sys.argv))
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupts.install()  # SIGTERM (a scheduler, `kill`) takes Ctrl-C's path, so partial shards are cleaned up
     # Hydra reports its own errors (an override it cannot apply, a run folder it cannot create) with a
     # partial traceback; asked to re-raise them instead, prep prints one line. HYDRA_FULL_ERROR=1 set by
     # the user still shows everything.
@@ -168,8 +170,12 @@ def cli() -> None:
         with compose_once(multirun=any(arg in ("-m", "--multirun") for arg in sys.argv[1:])):
             main()
     except KeyboardInterrupt:
-        # Ctrl-C before the run began (composing the config, importing): nothing was written.
-        print("interrupted before the run started: nothing was written", file=sys.stderr)
+        # Ctrl-C outside a run (composing the config, importing, between a sweep's jobs): the run under way, if
+        # any, said so itself.
+        if finished_runs:
+            print(f"interrupted: {len(finished_runs)} run(s) had finished, each with its summary.json: {', '.join(finished_runs)}", file=sys.stderr)
+        else:
+            print("interrupted before the run started: nothing was written", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:
         # `prep --help | head`: the reader left; Python's advice is to point stdout at devnull, not to trace back.

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from prep import storage
+from prep import interrupts, storage
 from prep.errors import ConfigError, PrepError
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def _worker_init() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
     except (OSError, AttributeError):
         pass
+    interrupts.unblock()  # forked with them blocked (interrupts.deferred): a Ctrl-C that came meanwhile is ignored now
 
 
 class LocalExecutor:
@@ -77,7 +78,7 @@ class LocalExecutor:
         if self.workers > 1 and self._pool is None:
             self._counter = _counter()
             self._pool = self._new_pool(self.workers)
-            self._pool.submit(os.getpid).result()  # a fork pool starts all its workers at the first task
+            _fork_workers(self._pool)
 
     def close(self, abort: bool = False) -> None:
         """Stop the workers: when they are idle, by telling them; after an error or an interrupt (abort), at once,
@@ -124,6 +125,8 @@ class LocalExecutor:
         pool = self._pool or self._new_pool(workers)
         finished = False
         try:
+            if pool is not self._pool:
+                _fork_workers(pool)
             pending = {pool.submit(fn, job, task) for task in tasks}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -139,6 +142,14 @@ class LocalExecutor:
                 self._pool = None
             elif pool is not self._pool:
                 _stop(pool, abort=False)
+
+
+def _fork_workers(pool: ProcessPoolExecutor) -> None:
+    """Fork the pool's workers (a fork pool forks them all at its first task). A Ctrl-C arriving during the
+    forks would be raised inside a fork hook, where Python drops it, or kill a worker before it ignores Ctrl-C:
+    it waits until they are made, and is then taken by this process alone."""
+    with interrupts.deferred():
+        pool.submit(os.getpid)
 
 
 def _end(pool: ProcessPoolExecutor) -> None:

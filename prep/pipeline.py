@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-from prep import memory, outputs, runplan, storage
+from prep import interrupts, memory, outputs, runplan, storage
 from prep import summary as summaries
 from prep.errors import ConfigError, EncodeError, InputError, WriteError
 from prep.executors import count_processed
@@ -409,6 +407,7 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
     running = executor.map(write_shard, job, todo, progress=advance)
     try:
         for result in running:
+            interrupts.check()
             results.append(result)
             for skip in result.skipped:
                 log.warning("skipped %s: %s", skip.source, skip.reason)
@@ -419,7 +418,7 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
             advance(finished_images, finished_bytes)
             _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
     except BaseException:
-        with _signals_held():
+        with interrupts.held():
             running.close()  # stop the workers first, then remove what they left half-written
             outputs.clean_unfinished(output_dir, todo)
         raise
@@ -451,6 +450,7 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
         if failures:
             raise WriteError(f"verify=true: {len(failures)} check(s) failed, no summary.json written: {failures[0]}")
         log.info("verify: every shard re-read and checked")
+    interrupts.check()  # the last point to stop: summary.json makes the run finished
     manifest.start([plan.path for plan in plans], owned=[*metadata_paths, outputs.REPORT, outputs.LABELS_CSV, outputs.SUMMARY])  # about to be written
     _write_report(output_dir, summary, source, encoder)
     summaries.write_labels_csv(output_dir, summary, listing.class_names)
@@ -499,20 +499,6 @@ def check_name(name: str) -> None:
 def input_paths(source, labels) -> list[str]:
     """Every file or folder the run reads, so output_dir can be checked against them."""
     return [p for p in (getattr(source, "image_dir", None), getattr(source, "path", None), getattr(labels, "path", None)) if p]
-
-
-@contextmanager
-def _signals_held():
-    """Cleaning up after Ctrl-C must not itself be cut short by a second Ctrl-C or a SIGTERM."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _check_skips(skipped: list[Skip], limit: int | None, max_skipped) -> None:

@@ -116,10 +116,13 @@ def summaries(cwd: Path) -> dict[Path, int]:
 def run_interrupted(text: str, cwd: Path, env: dict) -> None:
     """The README shows this command stopped with Ctrl-C: it is sent SIGINT while it starts, so the resume
     command that follows is checked as pasted (tests/test_bad_input.py resumes half-written runs)."""
-    proc = subprocess.Popen(["bash", "-c", text], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    before = summaries(cwd)
+    proc = subprocess.Popen(["bash", "-c", text], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=60)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (130, -signal.SIGINT), f"{text}\n{stderr.decode()}"
+    assert summaries(cwd) == before, f"Ctrl-C did not stop: {text}\n{stderr.decode()}"
 
 
 def shard_hashes(run_dir: Path) -> list[str]:

@@ -138,3 +138,4 @@ def test_ending_the_workers_survives_a_default_sigpipe():
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, (proc.returncode, proc.stderr)
     assert proc.stdout.strip() == "alive True"
+

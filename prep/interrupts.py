@@ -1,0 +1,82 @@
+"""Ctrl-C and SIGTERM: one way to stop a run, taken however the signal arrives.
+
+Python turns a signal into KeyboardInterrupt in whatever the main thread runs next. When that is a callback
+whose exceptions Python reports and drops (a fork hook such as logging's lock release, a finaliser), the
+interrupt is lost and the run would finish as if nobody had pressed Ctrl-C. So:
+
+- `install` records every signal it turns into KeyboardInterrupt, and `check` raises it again at the points
+  where a run commits (each finished shard, before summary.json): a swallowed Ctrl-C still stops the run;
+- `deferred` holds the signals back (pending, not lost) while worker processes are forked, so one arriving
+  then is taken by this process after the fork, never inside a fork hook, and never by a half-made worker;
+- `held` ignores them while a stopped run cleans up, so a second Ctrl-C cannot cut the cleanup short.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _interrupt(signum, frame):
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Ctrl-C and SIGTERM (a scheduler, `kill`) both raise KeyboardInterrupt, and are remembered."""
+    _received.clear()
+    for sig in SIGNALS:
+        signal.signal(sig, _interrupt)
+
+
+def uninstall() -> None:
+    """A finished run has nothing to clean up: Ctrl-C and SIGTERM end the process at once, as any program's."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def check() -> None:
+    """Raise KeyboardInterrupt if a signal came since `install`: its first KeyboardInterrupt may have been dropped."""
+    if _received:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def deferred():
+    """Ctrl-C and SIGTERM wait (blocked, pending) until the block ends; processes forked inside it start with
+    them blocked too, and unblock them once their own handlers are set (`unblock`)."""
+    if not _main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a pending signal is taken here
+
+
+def unblock() -> None:
+    """In a forked worker, after its handlers are set: take the signals again (a pending one now acts)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
+@contextmanager
+def held():
+    """Cleaning up after Ctrl-C must not itself be cut short by a second Ctrl-C or a SIGTERM."""
+    if not _main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
