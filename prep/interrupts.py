@@ -6,8 +6,8 @@ interrupt is lost and the run would finish as if nobody had pressed Ctrl-C. So:
 
 - `install` records every signal it turns into KeyboardInterrupt, and `check` raises it again at the points
   where a run commits (each finished shard, before summary.json): a swallowed Ctrl-C still stops the run;
-- `deferred` holds the signals back (pending, not lost) while worker processes are forked, so one arriving
-  then is taken by this process after the fork, never inside a fork hook, and never by a half-made worker;
+- `deferred` holds the signals back (noted, not lost) while worker processes are forked, so one arriving
+  then is taken by this process after the forks, never inside a fork hook, and never by a half-made worker;
 - `held` ignores them while a stopped run cleans up, so a second Ctrl-C cannot cut the cleanup short.
 """
 
@@ -51,16 +51,25 @@ def check() -> None:
 
 @contextmanager
 def deferred():
-    """Ctrl-C and SIGTERM wait (blocked, pending) until the block ends; processes forked inside it start with
-    them blocked too, and unblock them once their own handlers are set (`unblock`)."""
+    """Ctrl-C and SIGTERM wait until the block ends, then act as they would have. Meanwhile they are only noted:
+    the kernel may hand a signal to any thread that does not block it (a numerical library's own threads), and
+    Python then runs the handler in the main thread wherever it is, fork hooks included. They are also blocked,
+    so processes forked inside the block start with them blocked, and unblock them once their own handlers are
+    set (`unblock`)."""
     if not _main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    came: list[int] = []
+    handlers = {sig: signal.signal(sig, lambda signum, frame: came.append(signum)) for sig in SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a pending signal is taken here
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one still pending is noted now
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        if came:
+            signal.raise_signal(came[0])  # to the handler that was there before: Ctrl-C's KeyboardInterrupt
 
 
 def unblock() -> None:
