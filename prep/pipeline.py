@@ -6,7 +6,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -219,8 +219,10 @@ def _convert(
     check_metadata_paths(metadata_paths, plans, writer.pattern)
     limit_skipped = skip_limit(max_skipped, len(listing.items) + len(listing.skipped))
     skipped = list(listing.skipped) + (content.skipped if content else [])
+    said = SkipLog()
     for skip in listing.skipped:
-        log.warning("skipped %s (%s): %s", skip.source, skip.where, skip.reason)
+        said.add(skip)
+    said.end()
     if listing.unlabelled:
         log.warning(
             "%d image(s) in %s are not in the label file and were left out, e.g. %s",
@@ -314,16 +316,18 @@ def _content_scan(listing, source, splitter, executor, encoder, on_error: str, p
     )
     skipped: list[Skip] = []
     good, good_entries = [], []
+    said = SkipLog()
     for index, entry in enumerate(report.entries):
         if entry.error is not None:
             name = items[index].name
             if on_error == "fail":
                 raise EncodeError(f"{name}: {entry.error}")
             skipped.append(Skip(name, entry.error))
-            log.warning("skipped %s: %s", name, entry.error)
+            said.add(skipped[-1])
         else:
             good.append(index)
             good_entries.append(entry)
+    said.end()
     good_items = items.take(good) if len(good) < len(items) else items
     sizes = {name: entry.size for name, entry in zip(good_items.names, good_entries)}
     if mode == "none":
@@ -387,7 +391,8 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
     runplan.write(output_dir, run_plan)
     log.info("%d images -> %d shards in %s", sum(len(p.items) for p in plans), len(plans), output_dir)
 
-    _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
+    so_far = skipped + [s for r in results for s in r.skipped]  # grows with each shard: checked once per shard
+    _check_skips(so_far, limit_skipped, max_skipped)
     threads = getattr(executor, "workers", 1) if getattr(encoder, "cpu_bound", False) else 1
     job = Job(source, encoder, writer, output_dir, listing.class_names, on_error, threads)
     by_path = {plan.path: plan for plan in todo}
@@ -405,18 +410,20 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
 
     memory.trim()  # what planning freed goes back to the system before the shards are written
     running = executor.map(write_shard, job, todo, progress=advance)
+    said = SkipLog()
     try:
         for result in running:
             interrupts.check()
             results.append(result)
             for skip in result.skipped:
-                log.warning("skipped %s: %s", skip.source, skip.reason)
+                said.add(skip)
             if result.num_records == 0:
                 log.warning("shard %s was not written: every one of its images was skipped", result.path)
             finished_images += len(by_path[result.path].items)
             finished_bytes += result.bytes
             advance(finished_images, finished_bytes)
-            _check_skips(skipped + [s for r in results for s in r.skipped], limit_skipped, max_skipped)
+            so_far.extend(result.skipped)
+            _check_skips(so_far, limit_skipped, max_skipped)
     except BaseException:
         with interrupts.held():
             running.close()  # stop the workers first, then remove what they left half-written
@@ -424,6 +431,7 @@ def _run(*, name, source, listing, splits, plans, metadata_paths, recorded, resu
         raise
     finally:
         bar.close()
+        said.end()
 
     order = {plan.path: i for i, plan in enumerate(plans)}
     results.sort(key=lambda r: order[r.path])
@@ -499,6 +507,36 @@ def check_name(name: str) -> None:
 def input_paths(source, labels) -> list[str]:
     """Every file or folder the run reads, so output_dir can be checked against them."""
     return [p for p in (getattr(source, "image_dir", None), getattr(source, "path", None), getattr(labels, "path", None)) if p]
+
+
+class SkipLog:
+    """Skipped images as the log says them: each of the first SHOWN of a stage (planning, the scan, writing) on
+    its own line, the rest counted by kind and said in one line at the stage's end. A label file naming 900,000
+    absent images is then a few lines, not 900,000; summary.json lists every one."""
+
+    SHOWN = 20
+
+    def __init__(self) -> None:
+        self.shown = 0
+        self.more: Counter[str] = Counter()
+
+    def add(self, skip: Skip) -> None:
+        if self.shown < self.SHOWN:
+            self.shown += 1
+            if skip.where:
+                log.warning("skipped %s (%s): %s", skip.source, skip.where, skip.reason)
+            else:
+                log.warning("skipped %s: %s", skip.source, skip.reason)
+        else:
+            self.more[skip.reason.split(":")[0]] += 1  # the kind: a reason's details may name the file
+
+    def end(self) -> None:
+        if self.more:
+            total = sum(self.more.values())
+            kinds = "; ".join(f"{count:,} {kind}" for kind, count in self.more.most_common(3))
+            rest = f"; {len(self.more) - 3} more kind(s)" if len(self.more) > 3 else ""
+            log.warning("skipped %s more images (%s%s): summary.json lists every one", f"{total:,}", kinds, rest)
+            self.more.clear()
 
 
 def _check_skips(skipped: list[Skip], limit: int | None, max_skipped) -> None:

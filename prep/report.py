@@ -258,8 +258,9 @@ def _int(value) -> int:
 class Page:
     """The report of one run: sections of HTML built from its summary, with thumbnails from `thumbs`."""
 
-    def __init__(self, summary: dict, run_dir: str, thumbs: Thumbnails) -> None:
+    def __init__(self, summary: dict, run_dir: str, thumbs: Thumbnails, skipped_count: int = 0) -> None:
         self.s = summary
+        self.skipped_count = skipped_count  # summary["skipped"] may hold only the rows shown
         self.run_dir = run_dir
         self.thumbs = thumbs
         label_map = summary.get("label_map") if isinstance(summary.get("label_map"), dict) else {}
@@ -517,7 +518,8 @@ class Page:
     def skipped(self) -> str:
         s = self.s
         skipped = s.get("skipped") if isinstance(s.get("skipped"), list) else []
-        out = [f"<h2>Skipped images: {num(len(skipped), ['skipped'], of='count')}</h2>"]
+        count = max(self.skipped_count, len(skipped))
+        out = [f"<h2>Skipped images: {num(count, ['skipped'], of='count')}</h2>"]
         if skipped:
             rows = []
             for i, skip in enumerate(skipped[:MAX_SKIPPED_ROWS]):
@@ -530,8 +532,8 @@ class Page:
                     f"<td>{_esc(skip.get('reason', ''))}</td><td class=muted>{_esc(skip.get('where', ''))}</td></tr>"
                 )
             out.append(f"<table><tr><th>image</th><th>name</th><th>reason</th><th>where</th></tr>{''.join(rows)}</table>")
-            if len(skipped) > MAX_SKIPPED_ROWS:
-                out.append(f'<p class="muted">and {len(skipped) - MAX_SKIPPED_ROWS:,} more (all are listed in summary.json)</p>')
+            if count > MAX_SKIPPED_ROWS:
+                out.append(f'<p class="muted">and {count - MAX_SKIPPED_ROWS:,} more (all are listed in summary.json)</p>')
         else:
             out.append("<p>None: every image was written.</p>")
         for key, what in (("unlabelled", "images in the folder that no label names (left out)"), ("ignored", "files not converted (hidden, not an image, unusable)")):
@@ -653,8 +655,14 @@ def render(summary: dict, run_dir: str, source=None, max_pixels: int = encoders.
     """report.html's text for a finished (or just written) run: summary.json's content and its shards."""
     # As summary.json holds it (sorted keys, JSON types): the page a run writes and the one prep-report
     # rebuilds from the file are the same bytes.
+    # The page shows the first MAX_SKIPPED_ROWS skipped images and their count: only they are copied (a run
+    # may skip 900,000).
+    skipped = summary.get("skipped")
+    count = len(skipped) if isinstance(skipped, list) else 0
+    if count > MAX_SKIPPED_ROWS:
+        summary = {**summary, "skipped": skipped[:MAX_SKIPPED_ROWS]}
     summary = json.loads(json.dumps(summary, sort_keys=True))
-    return Page(summary, run_dir, Thumbnails(source, max_pixels)).html()
+    return Page(summary, run_dir, Thumbnails(source, max_pixels), skipped_count=count).html()
 
 
 def write(run_dir: str, summary: dict, source=None, max_pixels: int = encoders.DEFAULT_MAX_PIXELS) -> str:

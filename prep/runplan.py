@@ -6,7 +6,6 @@ per-split numbers use summary.json's keys (num_records, num_shards, classes), so
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 
@@ -149,7 +148,7 @@ def _hidden_part(path: str) -> str | None:
 
 
 def write(output_dir: str, plan: dict) -> None:
-    storage.write_bytes(storage.join(output_dir, PLAN), (json.dumps(plan, indent=2, sort_keys=True) + "\n").encode())
+    storage.write_json(storage.join(output_dir, PLAN), plan)
 
 
 def table(plan: dict) -> str:

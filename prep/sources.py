@@ -16,6 +16,7 @@ from typing import NamedTuple
 from prep import storage
 from prep.errors import ConfigError, EncodeError, InputError
 
+MISSING = "listed in the label file but missing from source.image_dir"
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")  # C:\\data\\x.jpg: a Windows absolute path
 DEFAULT_MAX_IMAGE_BYTES = 256 << 20  # larger files are skipped before being read
 # .jfif, .jpe and .pjpeg are JPEG under other names (browsers save them so); the encoder sniffs the real
@@ -128,11 +129,36 @@ class ImageDirSource:
             if hit and not (self.extension and not posixpath.splitext(name)[1]):
                 out.append(name)  # a listed path is already relative and normalized
                 continue
+            if not hit and self._plainly_missing(listing, name):
+                out.append(EncodeError(MISSING))
+                continue
             try:
                 out.append(self.resolve(name))
             except EncodeError as err:
                 out.append(err)
         return out
+
+    def _plainly_missing(self, listing: "Listing", name: str) -> bool:
+        """True when resolve(name) could only say MISSING, known without its variants: a plain relative ASCII
+        name (no spaces at its ends, no backslash, normalized) is its only variant, and with no symlinked folder
+        and no file whose NFC form it is, not listed means missing. A label file naming many absent images (a
+        subset of a dataset with the full label file) costs a few lookups each, not the variant search."""
+        return (
+            not self.extension
+            and not listing.dir_aliases
+            and name.isascii()
+            and name == name.strip()
+            and "\\" not in name
+            and "\0" not in name
+            and not name.startswith("/")
+            and not _DRIVE.match(name)
+            and posixpath.normpath(name) == name
+            and name != ".."
+            and not name.startswith("../")
+            and name not in listing.unusable
+            and name not in listing.dirs
+            and name not in listing.nfc()
+        )
 
     def resolve(self, name: str) -> str:
         """The relative path of a named image; EncodeError with the reason when it cannot be used.
@@ -162,7 +188,7 @@ class ImageDirSource:
                     raise EncodeError("a folder, not an image file")
                 if candidate in listing or listing.through_alias(candidate) is not None:
                     return candidate
-        raise EncodeError("listed in the label file but missing from source.image_dir")
+        raise EncodeError(MISSING)
 
     def identity(self, ref: str) -> object:
         """The file itself, whatever name reached it: a symlink or a hard link to a file already listed is

@@ -105,7 +105,11 @@ def _write_atomically(path: str, text: str) -> None:
 
 
 def write(output_dir: str, summary: dict) -> None:
-    _write_atomically(storage.join(output_dir, SUMMARY), json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    path = storage.join(output_dir, SUMMARY)
+    try:
+        storage.write_json(path, summary)
+    except OSError as err:
+        raise WriteError(f"{path}: cannot write: {err.strerror or err}") from None
 
 
 def write_labels_csv(output_dir: str, summary: dict, class_names: list[str] | None) -> None:

@@ -77,6 +77,25 @@ def test_bad_images_are_skipped_named_and_listed(tmp_path, broken_folder):
     assert "1 image(s) in" in proc.stderr and "unlabelled.jpg" in proc.stderr
 
 
+def test_a_label_file_naming_many_absent_images_is_a_few_log_lines(tmp_path, broken_folder):
+    """A subset of a dataset with its full label file: every absent image is in summary.json, the log names
+    the first 20 of each stage and counts the rest by reason in one line."""
+    root, labels = broken_folder
+    text = labels.read_text() + "".join(f"absent_{i:03d}.jpg {i % 2}\n" for i in range(300))
+    labels.write_text(text)
+    out = tmp_path / "run"
+    proc = run_prep(*images_args(root, labels, out))
+    summary = json.loads((out / "summary.json").read_text())
+    planning = [s for s in summary["skipped"] if "where" in s]
+    assert len(planning) == 4 + 300 and summary["num_records"] == 8
+    lines = [line for line in proc.stderr.splitlines() if "] skipped " in line]
+    named = [line for line in lines if " more images (" not in line]
+    assert len(named) == 20 + 6  # planning's first 20, then the six bad files found while writing
+    # the first 20 are the 4 bad lines and 16 absent images; the rest are absent images
+    assert "skipped 284 more images (284 listed in the label file but missing from source.image_dir): summary.json lists every one" in proc.stderr
+    assert "truncated.jpg" in proc.stderr and "link.jpg" in proc.stderr
+
+
 def test_on_error_fail_stops_at_the_first_problem(tmp_path, broken_folder):
     out = tmp_path / "run"
     proc = run_prep(*images_args(*broken_folder, out, "on_error=fail"), check=False)

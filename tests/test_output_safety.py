@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -669,3 +670,23 @@ def test_verify_does_not_follow_a_shard_replaced_by_a_symlink(tmp_path):
 
     lines = [line for ok, line in verify_run(str(out)) if not ok]
     assert lines and "a symlink to" in lines[0] and "not the shard the run wrote" in lines[0]
+
+
+def test_json_files_are_streamed_with_json_dumps_bytes_and_appear_whole(tmp_path, monkeypatch):
+    """summary.json and plan.json are encoded piece by piece (a run with 900,000 skips is a 150 MB file): the
+    bytes are json.dumps's, and a write that fails part-way leaves neither the file nor a .partial."""
+    from prep import storage
+
+    value = {"b": [{"source": f"im\u00e9_{i}.jpg", "reason": "missing", "n": i / 7} for i in range(40_000)], "a": {"x": None, "y": [True, 1e300]}}
+    storage.write_json(str(tmp_path / "s.json"), value)
+    assert (tmp_path / "s.json").read_bytes() == (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
+
+    class Full(io.RawIOBase):
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, mode="r", *a, **k: Full() if str(path).endswith("t.json.partial") else real_open(path, mode, *a, **k))
+    with pytest.raises(OSError, match="No space left"):
+        storage.write_json(str(tmp_path / "t.json"), value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]

@@ -139,3 +139,56 @@ def test_a_folder_moved_out_of_the_image_folder_during_the_run_is_not_read(tmp_p
     os.symlink(outside / "sub", root / "sub")  # and brought back as a symlink leading outside
     with pytest.raises(EncodeError, match="outside"):
         source.read("sub/1.jpg")
+
+
+def _folder_of_awkward_names(root) -> None:
+    """Names resolve() treats specially: NFD on disk, a Kelvin sign (whose NFC form is the ASCII K), spaces at the
+    ends, backslashes and colons in the name, a sub-folder, a FIFO, a symlink leading outside."""
+    (root / "sub").mkdir(parents=True)
+    for name in ["a.jpg", "sub/b.jpg", "cafe\u0301.jpg", "\u212a.jpg", " lead.jpg", "a\\b.png", "9:30.png", "C:.jpg"]:
+        (root / name).write_bytes(b"x")
+    os.mkfifo(root / "pipe.jpg")
+    os.symlink("/etc/hostname", root / "out.jpg")
+
+
+NAMES = [
+    "a.jpg", "./a.jpg", "sub//b.jpg", "sub/./b.jpg", "sub/../a.jpg", "sub/b.jpg", "sub\\b.jpg", " a.jpg", "a.jpg ", "missing.jpg",
+    "sub/missing.jpg", "caf\u00e9.jpg", "cafe\u0301.jpg", "K.jpg", "\u212a.jpg", "lead.jpg", " lead.jpg", "a\\b.png", "a/b.png",
+    "9:30.png", "C:.jpg", "C:/x.jpg", "C:\\x.jpg", "/etc/hostname", "..", "../x.jpg", ".", "sub", "sub/", "pipe.jpg", "out.jpg",
+    "a\0.jpg", "x/../../a.jpg", "\u00e9.jpg",
+]
+
+
+@pytest.mark.parametrize("symlinked_folder", [False, True])
+def test_resolving_many_names_gives_what_resolving_each_gives(tmp_path, symlinked_folder):
+    """resolve_many answers a plainly missing name without resolve()'s variants: the answers must be the same
+    for every kind of name, found, missing or refused."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from prep.errors import EncodeError
+
+    root = tmp_path / "images"
+    _folder_of_awkward_names(root)
+    if symlinked_folder:
+        os.symlink("sub", root / "alias")
+    source = ImageDirSource(str(root))
+
+    def one(name):
+        try:
+            return source.resolve(name)
+        except EncodeError as err:
+            return f"error: {err}"
+
+    def many(names):
+        return [f"error: {r}" if isinstance(r, EncodeError) else r for r in source.resolve_many(names)]
+
+    assert many(NAMES) == [one(name) for name in NAMES]
+    assert "error: listed in the label file but missing from source.image_dir" in many(["missing.jpg"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.text(alphabet="ab/.\\ :K\u212a\u00e9\u0301", min_size=1, max_size=8), min_size=1, max_size=20))
+    def same(names):
+        assert many(names) == [one(name) for name in names]
+
+    same()
