@@ -91,7 +91,8 @@ def main(cfg: DictConfig) -> None:
         keep_log_of_failure()
         fail(2)
     else:
-        finished_runs.append(str(cfg.output_dir))
+        if not cfg.get("dry_run"):
+            finished_runs.append(str(cfg.output_dir))
         if not sweeping:
             interrupts.uninstall()  # summary.json is written: a Ctrl-C from now on only ends the process
         if cfg.get("dry_run"):
@@ -186,6 +187,7 @@ def cli() -> None:
             raise
         print(f"error: {_hydra_message(err)}", file=sys.stderr)
         sys.exit(1)
+    interrupts.uninstall()  # every run is over: a Ctrl-C from now on only ends the process
     from prep import sweep
 
     if sweep.failed_jobs:
