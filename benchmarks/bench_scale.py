@@ -56,6 +56,7 @@ class Run:
     rss_mb: float
     pss_mb: float
     first_shard: float | None  # seconds from start until a shard file appeared in the watched folder
+    log_lines: int = 0  # lines the run wrote to stderr
 
 
 def run_once(command: list[str], watch: Path | None = None) -> Run:
@@ -95,7 +96,7 @@ def run_once(command: list[str], watch: Path | None = None) -> Run:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} ... failed ({proc.returncode}):\n{stderr.decode()[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(seconds, cpu, rss / 1024, pss / 1024, first)
+    return Run(seconds, cpu, rss / 1024, pss / 1024, first, len(stderr.splitlines()))
 
 
 def measure_size(count: int, data: Path, repeat: int) -> dict:
@@ -133,6 +134,28 @@ def measure_size(count: int, data: Path, repeat: int) -> dict:
         f"peak RSS {p['rss_mb']:.0f} MB, PSS {p['pss_mb']:.0f} MB",
         flush=True,
     )
+    return result
+
+
+def measure_subset(images: Path, labels: Path, data: Path, factor: int = 10) -> dict:
+    """A subset of a dataset with the full label file: the label file names `factor` times the images present
+    (the others absent, each a recorded skip). Wall time, peak memory and how many lines the log gave."""
+    present = labels.read_text().splitlines()
+    work = data / "out_subset"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    full = work / "labels_full.txt"
+    with open(full, "w") as f:
+        f.write("\n".join(present) + "\n")
+        f.write("".join(f"absent_{i:07d}.jpg {i % 1000}\n" for i in range(len(present) * (factor - 1))))
+    out = work / "prep"
+    run = run_once([sys.executable, "-m", "prep", "dataset=imagenet_val", f"source.image_dir={images}", f"labels.path={full}", "progress=false", f"hydra.run.dir={out}"])
+    summary_mb = (out / "summary.json").stat().st_size / 1e6
+    shutil.rmtree(work, ignore_errors=True)
+    result = {"lines": len(present) * factor, "present": len(present), "seconds": run.seconds, "pss_mb": run.pss_mb, "rss_mb": run.rss_mb,
+              "log_lines": run.log_lines, "summary_mb": summary_mb}
+    print(f"  subset: {result['lines']:,} label lines, {result['present']:,} present: {run.seconds:.1f} s, peak PSS {run.pss_mb:.0f} MB, "
+          f"{run.log_lines} log lines", flush=True)
     return result
 
 
@@ -198,7 +221,7 @@ def per_record_costs(images: Path, labels: Path, count: int = 20_000) -> list[tu
     return out
 
 
-def report(results: list[dict], repeat: int, where: str, costs: list[tuple[str, float]] | None = None) -> str:
+def report(results: list[dict], repeat: int, where: str, costs: list[tuple[str, float]] | None = None, subset: dict | None = None) -> str:
     rows = [
         "| images | data | copy floor s (CPU-s) | prep s (CPU-s) | prep / floor | planning (to first shard) | peak RSS, summed | peak PSS, summed |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -235,6 +258,15 @@ def report(results: list[dict], repeat: int, where: str, costs: list[tuple[str, 
             "table holds about 31 (names in one buffer, labels and refs in arrays), the rest is planning's index arrays "
             "(path hashes for the duplicate and unlabelled checks, label codes, line numbers), freed once the plan is made."
         )]
+    if subset:
+        lines += ["", (
+            f"A subset of a dataset with its full label file: {subset['lines']:,} label lines, {subset['present']:,} of the images "
+            f"present (the rest are recorded skips): {subset['seconds']:.1f} s, peak PSS {subset['pss_mb']:.0f} MB (RSS summed "
+            f"{subset['rss_mb']:.0f} MB), {subset['log_lines']} log lines, a summary.json of {subset['summary_mb']:.0f} MB listing "
+            "every skip."
+            + (" Before the skip log and streamed JSON files, the same case took 45 s, 1.66 GB RSS and 900,000 log lines "
+               "(measured once, by hand)." if (subset["lines"], subset["present"]) == (1_000_000, 100_000) else "")
+        )]
     if costs:
         lines += ["", "What a pass-through shard task spends per image (CPU microseconds, one process, prep's own functions on "
                   "20,000 of these images; the encode row includes the two above it):", "",
@@ -265,10 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         results = [measure_size(count, data, args.repeat) for count in args.sizes]
         images, labels = make_small(data, min(args.sizes))
         costs = per_record_costs(images, labels)
+        subset = measure_subset(images, labels, data)
     finally:
         if memory:
             shutil.rmtree(data, ignore_errors=True)  # 4 GB of memory
-    section = report(results, args.repeat, "in memory (/dev/shm, tmpfs)" if memory else f"on disk ({data})", costs)
+    section = report(results, args.repeat, "in memory (/dev/shm, tmpfs)" if memory else f"on disk ({data})", costs, subset)
     replace_section(args.out, "## Scale:", section)
     print("\n" + section + f"\nwritten to {args.out}")
     return 0
