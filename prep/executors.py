@@ -86,7 +86,8 @@ class LocalExecutor:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        _stop(pool, abort)
+        with interrupts.held():
+            _stop(pool, abort)
 
     @staticmethod
     def _new_pool(workers: int) -> ProcessPoolExecutor:
@@ -138,7 +139,8 @@ class LocalExecutor:
         finally:
             if not finished:
                 # Stop at once: the workers' unfinished shards are only .partial files, removed by the caller.
-                _stop(pool, abort=True)
+                with interrupts.held():  # a second Ctrl-C must not cut this short
+                    _stop(pool, abort=True)
                 self._pool = None
             elif pool is not self._pool:
                 _stop(pool, abort=False)
@@ -165,6 +167,16 @@ def _end(pool: ProcessPoolExecutor) -> None:
         if process.is_alive():
             process.kill()
             process.join(5.0)
+    # A worker ended halfway through sending its result (a content scan's entries are large) leaves the pool's
+    # reader waiting for the rest, forever: this process holds the pipe's other end too, so the reader never
+    # sees its end. Closing it here ends the wait (the pool takes itself for broken, and shuts down).
+    result_queue = getattr(pool, "_result_queue", None)
+    writer = getattr(result_queue, "_writer", None)
+    if writer is not None and not any(process.is_alive() for process in processes):
+        try:
+            writer.close()
+        except OSError:
+            pass
 
 
 def _stop(pool: ProcessPoolExecutor, abort: bool) -> None:

@@ -139,3 +139,36 @@ def test_ending_the_workers_survives_a_default_sigpipe():
     assert proc.returncode == 0, (proc.returncode, proc.stderr)
     assert proc.stdout.strip() == "alive True"
 
+
+
+def test_a_worker_ended_halfway_through_sending_its_result_does_not_hang_the_stop():
+    """A content scan's results are large: Ctrl-C could end a worker halfway through sending one, and the pool's
+    reader then waited for the rest forever (this process holds the pipe's other end), so the run never exited."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import os, signal, struct, threading, time
+        from prep.executors import LocalExecutor
+
+        executor = LocalExecutor(2)
+
+        def half_sent(job, task):  # the header of a 1 MB result and 10 of its bytes, then nothing
+            os.write(executor._pool._result_queue._writer.fileno(), struct.pack("!i", 1_000_000) + b"x" * 10)
+            time.sleep(60)
+
+        executor.start()
+        running = executor.map(half_sent, None, [1, 2])
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        try:
+            next(running)
+        except KeyboardInterrupt:
+            print("stopped in", round(time.monotonic() - started))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("stopped in"), proc.stdout + proc.stderr
