@@ -262,10 +262,16 @@ class RayExecutor:
             if self.runtime_env:
                 kwargs["runtime_env"] = self.runtime_env
             try:
-                ray.init(**kwargs)
+                # A Ctrl-C while Ray starts is taken once it has: a half-started local instance (its daemons
+                # running, not yet known to ray.shutdown) would be left behind.
+                with interrupts.deferred(block=False):
+                    ray.init(**kwargs)
+                    self._owned = True
             except ConnectionError as err:
                 raise ConfigError(f"executor.address={self.address}: cannot connect to a Ray cluster: {err}") from None
-            self._owned = True
+            except BaseException:
+                self._disconnect(ray)  # the instance this run started stops with it
+                raise
         return ray
 
     def _disconnect(self, ray) -> None:
@@ -309,13 +315,14 @@ class RayExecutor:
         if not tasks:
             return
         ray = self._connect()
-        remote = ray.remote(_ray_task).options(
-            num_cpus=self.num_cpus_per_task, max_retries=self.max_retries, retry_exceptions=True, scheduling_strategy=self.scheduling_strategy,
-        )
-        job_ref = ray.put(job)
-        refs = {remote.remote(fn, job_ref, task): task for task in tasks}
-        pending = list(refs)
+        pending = []
         try:
+            remote = ray.remote(_ray_task).options(
+                num_cpus=self.num_cpus_per_task, max_retries=self.max_retries, retry_exceptions=True, scheduling_strategy=self.scheduling_strategy,
+            )
+            job_ref = ray.put(job)
+            refs = {remote.remote(fn, job_ref, task): task for task in tasks}
+            pending = list(refs)
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 try:

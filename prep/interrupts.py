@@ -50,22 +50,24 @@ def check() -> None:
 
 
 @contextmanager
-def deferred():
+def deferred(block: bool = True):
     """Ctrl-C and SIGTERM wait until the block ends, then act as they would have. Meanwhile they are only noted:
     the kernel may hand a signal to any thread that does not block it (a numerical library's own threads), and
     Python then runs the handler in the main thread wherever it is, fork hooks included. They are also blocked,
     so processes forked inside the block start with them blocked, and unblock them once their own handlers are
-    set (`unblock`)."""
+    set (`unblock`); block=False leaves the mask alone, for blocks that start other programs (Ray's daemons must
+    take SIGTERM)."""
     if not _main_thread():
         yield
         return
     came: list[int] = []
     handlers = {sig: signal.signal(sig, lambda signum, frame: came.append(signum)) for sig in SIGNALS}
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS) if block else None
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one still pending is noted now
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # one still pending is noted now
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         if came:

@@ -95,3 +95,34 @@ def test_ctrl_c_after_the_summary_is_written_ends_quietly(tmp_path, imagenet_fol
     assert proc.returncode == -2, (proc.returncode, proc.stderr)  # ended by SIGINT, as the shell reports it
     assert "Traceback" not in proc.stderr and "nothing was written" not in proc.stderr, proc.stderr
     assert (out / "summary.json").exists()
+
+
+def test_ctrl_c_while_ray_starts_stops_the_instance_it_started(monkeypatch):
+    """ray.init starts a local instance's daemons before ray.shutdown knows of them: a Ctrl-C then left them
+    running after prep exited. The Ctrl-C is taken once Ray has started, and the instance is shut down."""
+    import os
+    import signal
+    import types
+
+    from prep import interrupts
+    from prep.executors import RayExecutor
+
+    calls = []
+
+    def init(**kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the daemons start
+        sum(range(10_000))  # Python would raise it here, inside ray.init
+        calls.append("started")
+
+    ray = types.SimpleNamespace(is_initialized=lambda: False, init=init, shutdown=lambda: calls.append("shutdown"))
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    previous = {sig: signal.getsignal(sig) for sig in interrupts.SIGNALS}
+    interrupts.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            RayExecutor()._connect()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        interrupts._received.clear()  # this test's Ctrl-C must not stop later runs in this process
+    assert calls == ["started", "shutdown"]
