@@ -7,11 +7,15 @@ import shutil
 import sys
 from contextlib import contextmanager
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
-
 from prep import interrupts
-from prep.config import conf_dir, register
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "prep":  # python -m prep, or the prep command
+    interrupts.starting()  # a Ctrl-C while the imports below load is one line, not a traceback
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from prep.config import conf_dir, register  # noqa: E402
 
 log = logging.getLogger("prep")
 register()

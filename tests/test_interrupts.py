@@ -126,3 +126,30 @@ def test_ctrl_c_while_ray_starts_stops_the_instance_it_started(monkeypatch):
             signal.signal(sig, handler)
         interrupts._received.clear()  # this test's Ctrl-C must not stop later runs in this process
     assert calls == ["started", "shutdown"]
+
+
+@pytest.mark.parametrize("entry", ["prep command", "python -m prep"])
+def test_ctrl_c_while_prep_loads_is_one_line(tmp_path, entry):
+    """Importing Hydra takes a third of a second, before any handler of the run: a Ctrl-C then printed a
+    KeyboardInterrupt traceback. It is one line and status 130."""
+    # what sys.argv[0] is for each: the console script, or python -m's path of __main__.py
+    argv0, load = {
+        "prep command": ("/somewhere/bin/prep", "import prep.__main__"),
+        "python -m prep": ("/somewhere/prep/__main__.py", "import runpy; runpy.run_module('prep', run_name='__main__')"),
+    }[entry]
+    script = textwrap.dedent(
+        f"""
+        import builtins, os, signal, sys
+        sys.argv = ["{argv0}", "--help"]
+        real = builtins.__import__
+        def hooked(name, *args, **kwargs):
+            if name == "hydra":
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while Hydra loads
+            return real(name, *args, **kwargs)
+        builtins.__import__ = hooked
+        {load}
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, (proc.returncode, proc.stderr)
+    assert proc.stderr == "interrupted before the run started: nothing was written\n"
