@@ -80,7 +80,12 @@ def main(cfg: DictConfig) -> None:
         keep_log_of_failure()
         fail(1)
     except KeyboardInterrupt:
-        log.error("interrupted: no summary.json was written; finished shards are kept, rerun with resume=true to finish")
+        from prep import outputs, storage
+
+        if storage.exists(storage.join(str(cfg.output_dir), outputs.MANIFEST)):  # an unfinished run is there
+            log.error("interrupted: no summary.json was written; finished shards are kept, rerun with resume=true to finish")
+        else:  # planning, the content scan, a dry run: no shard was started
+            log.error("interrupted before any shard was written: there is nothing to resume")
         sys.exit(130)
     except OSError as err:
         # The file system said no (disk or inodes full, permissions, a read-only folder): not a bug in prep.

@@ -153,3 +153,30 @@ def test_ctrl_c_while_prep_loads_is_one_line(tmp_path, entry):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert proc.stderr == "interrupted before the run started: nothing was written\n"
+
+
+def test_ctrl_c_before_any_shard_does_not_offer_a_resume(tmp_path, imagenet_folder):
+    """Stopped while planning (or scanning, or in a dry run), a run has written no shard: the line says so
+    instead of offering resume=true."""
+    out = tmp_path / "out"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from prep import pipeline
+
+        read_items = pipeline.read_items
+        def interrupted_planning(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+            return read_items(*args, **kwargs)
+        pipeline.read_items = interrupted_planning
+
+        from prep.__main__ import cli
+        sys.argv = ["prep", "dataset=images", "source.image_dir={imagenet_folder.root}", "labels.path={imagenet_folder.labels}",
+                    "hydra.run.dir={out}", "executor.workers=2", "progress=false"]
+        cli()
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, (proc.returncode, proc.stderr)
+    assert "interrupted before any shard was written: there is nothing to resume" in proc.stderr
+    assert "resume=true" not in proc.stderr and "Traceback" not in proc.stderr
