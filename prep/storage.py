@@ -219,7 +219,9 @@ def write_json(path: str, obj) -> None:
     150 MB string, nor its bytes."""
     import json
 
-    out = AtomicFile(path)
+    # Buffered: a raw write may write only part of what it is given (a disk filling up), and a buffered file
+    # writes the rest or raises, where a raw one would publish a truncated file.
+    out = AtomicFile(path, buffering=1 << 20)
     try:
         pending: list[str] = []
         size = 0
@@ -233,7 +235,9 @@ def write_json(path: str, obj) -> None:
         pending.append("\n")
         out.file.write("".join(pending).encode("utf-8"))
         out.commit()
-    except BaseException:
+    except BaseException as err:
         out.abort()
+        if isinstance(err, OSError) and not err.filename:
+            raise OSError(err.errno, err.strerror or str(err), path) from None  # the one line names the file
         raise
 

@@ -690,3 +690,26 @@ def test_json_files_are_streamed_with_json_dumps_bytes_and_appear_whole(tmp_path
     with pytest.raises(OSError, match="No space left"):
         storage.write_json(str(tmp_path / "t.json"), value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]
+
+
+def test_json_files_are_whole_when_the_disk_takes_each_write_only_in_part(tmp_path, monkeypatch):
+    """A nearly full disk (or a file-size limit) takes part of a write and says how much, without an error: the
+    rest must still be written (or the write fail), never a truncated summary.json published as complete."""
+    from prep import storage
+
+    class Partial(io.FileIO):
+        def write(self, data):
+            return super().write(bytes(data)[:1000])  # as much as fits, and the count of it
+
+    real_open = open
+
+    def partial_disk(path, mode="r", buffering=-1, *args, **kwargs):
+        if not str(path).endswith(".partial"):
+            return real_open(path, mode, buffering, *args, **kwargs)
+        raw = Partial(path, "wb")
+        return raw if buffering == 0 else io.BufferedWriter(raw, buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
+
+    monkeypatch.setattr("builtins.open", partial_disk)
+    value = {"skipped": [{"source": f"x{i}.jpg", "reason": "missing"} for i in range(20_000)]}
+    storage.write_json(str(tmp_path / "summary.json"), value)
+    assert (tmp_path / "summary.json").read_bytes() == (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
