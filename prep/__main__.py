@@ -86,6 +86,7 @@ def main(cfg: DictConfig) -> None:
             log.error("interrupted: no summary.json was written; finished shards are kept, rerun with resume=true to finish")
         else:  # planning, the content scan, a dry run: no shard was started
             log.error("interrupted before any shard was written: there is nothing to resume")
+        interrupts.leaving()
         sys.exit(130)
     except OSError as err:
         # The file system said no (disk or inodes full, permissions, a read-only folder): not a bug in prep.
@@ -186,6 +187,7 @@ def cli() -> None:
             print(f"interrupted: {len(finished_runs)} run(s) had finished, each with its summary.json: {', '.join(finished_runs)}", file=sys.stderr)
         else:
             print("interrupted before the run started: nothing was written", file=sys.stderr)
+        interrupts.leaving()
         sys.exit(130)
     except BrokenPipeError:
         # `prep --help | head`: the reader left; Python's advice is to point stdout at devnull, not to trace back.

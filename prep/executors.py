@@ -261,16 +261,21 @@ class RayExecutor:
                 kwargs["num_cpus"] = self.num_cpus
             if self.runtime_env:
                 kwargs["runtime_env"] = self.runtime_env
+            self._owned = True  # whatever ray.init gets to start, this run stops
             try:
                 # A Ctrl-C while Ray starts is taken once it has: a half-started local instance (its daemons
                 # running, not yet known to ray.shutdown) would be left behind.
                 with interrupts.deferred(block=False):
                     ray.init(**kwargs)
-                    self._owned = True
             except ConnectionError as err:
+                self._disconnect(ray)
                 raise ConfigError(f"executor.address={self.address}: cannot connect to a Ray cluster: {err}") from None
-            except BaseException:
+            except BaseException as err:
                 self._disconnect(ray)  # the instance this run started stops with it
+                # ray.init sets its own SIGTERM handler (sys.exit) while it connects, in place of prep's: a
+                # SIGTERM then is an interrupt like any other (one line, exit 130, the run's cleanup).
+                if isinstance(err, SystemExit) and err.code == signal.SIGTERM:
+                    raise KeyboardInterrupt from None
                 raise
         return ray
 

@@ -31,17 +31,27 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def starting() -> None:
-    """While prep loads (importing Hydra alone takes a third of a second), before `install`: a Ctrl-C or SIGTERM
-    ends the process with one line and status 130. Nothing is written yet, and a KeyboardInterrupt raised
-    inside the import machinery could only end in a traceback."""
-
+def _exit_on_signal(line: bytes) -> None:
     def leave(signum, frame):
-        os.write(2, b"interrupted before the run started: nothing was written\n")
+        if line:
+            os.write(2, line)
         os._exit(130)
 
     for sig in SIGNALS:
         signal.signal(sig, leave)
+
+
+def starting() -> None:
+    """While prep loads (importing Hydra alone takes a third of a second), before `install`: a Ctrl-C or SIGTERM
+    ends the process with one line and status 130. Nothing is written yet, and a KeyboardInterrupt raised
+    inside the import machinery could only end in a traceback."""
+    _exit_on_signal(b"interrupted before the run started: nothing was written\n")
+
+
+def leaving() -> None:
+    """A stopped run has cleaned up and said so: a second Ctrl-C or a SIGTERM while Python exits ends it at
+    once with the same status, 130, instead of a KeyboardInterrupt in an exit handler's traceback."""
+    _exit_on_signal(b"")
 
 
 def install() -> None:

@@ -97,9 +97,11 @@ def test_ctrl_c_after_the_summary_is_written_ends_quietly(tmp_path, imagenet_fol
     assert (out / "summary.json").exists()
 
 
-def test_ctrl_c_while_ray_starts_stops_the_instance_it_started(monkeypatch):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_while_ray_starts_stops_the_instance_it_started(monkeypatch, sig):
     """ray.init starts a local instance's daemons before ray.shutdown knows of them: a Ctrl-C then left them
-    running after prep exited. The Ctrl-C is taken once Ray has started, and the instance is shut down."""
+    running after prep exited. The Ctrl-C is taken once Ray has started, and the instance is shut down. Ray
+    sets its own SIGTERM handler (sys.exit) while it connects: a SIGTERM then is an interrupt all the same."""
     import os
     import signal
     import types
@@ -110,7 +112,9 @@ def test_ctrl_c_while_ray_starts_stops_the_instance_it_started(monkeypatch):
     calls = []
 
     def init(**kwargs):
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the daemons start
+        if sig == "SIGTERM":
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # as ray.init does
+        os.kill(os.getpid(), getattr(signal, sig))  # the signal while the daemons start
         sum(range(10_000))  # Python would raise it here, inside ray.init
         calls.append("started")
 
@@ -125,7 +129,8 @@ def test_ctrl_c_while_ray_starts_stops_the_instance_it_started(monkeypatch):
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         interrupts._received.clear()  # this test's Ctrl-C must not stop later runs in this process
-    assert calls == ["started", "shutdown"]
+    # Ctrl-C waits until Ray has started; Ray's own SIGTERM handler ends ray.init wherever Python runs it
+    assert calls == ["started", "shutdown"] if sig == "SIGINT" else calls[-1:] == ["shutdown"] and calls.count("shutdown") == 1
 
 
 @pytest.mark.parametrize("entry", ["prep command", "python -m prep"])
@@ -180,3 +185,35 @@ def test_ctrl_c_before_any_shard_does_not_offer_a_resume(tmp_path, imagenet_fold
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert "interrupted before any shard was written: there is nothing to resume" in proc.stderr
     assert "resume=true" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_second_ctrl_c_while_a_stopped_run_exits_is_quiet(tmp_path, imagenet_folder):
+    """After the 'interrupted' line, Python still runs its exit handlers: a second Ctrl-C there printed a
+    KeyboardInterrupt traceback from one of them. It ends the process, quietly, with the same status."""
+    out = tmp_path / "out"
+    script = textwrap.dedent(
+        f"""
+        import atexit, os, signal, sys
+        from prep import pipeline
+
+        def second_ctrl_c():
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(10_000))
+        atexit.register(second_ctrl_c)  # while Python exits
+
+        read_items = pipeline.read_items
+        def interrupted_planning(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C
+            return read_items(*args, **kwargs)
+        pipeline.read_items = interrupted_planning
+
+        from prep.__main__ import cli
+        sys.argv = ["prep", "dataset=images", "source.image_dir={imagenet_folder.root}", "labels.path={imagenet_folder.labels}",
+                    "hydra.run.dir={out}", "executor.workers=2", "progress=false"]
+        cli()
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("interrupted") == 1
