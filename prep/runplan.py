@@ -166,7 +166,7 @@ def table(plan: dict) -> str:
             rows.append(("", f"... {len(classes) - _TABLE_CLASSES} more classes", f"{rest:,}", "", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
-    lines.append(f"{plan['num_records']:,} images in {len(plan['shards']):,} shards; {len(plan['skipped'])} skipped")
+    lines.append(f"{plan['num_records']:,} images in {len(plan['shards']):,} shards; {len(plan['skipped']):,} skipped")
     for warning in plan["warnings"]:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
