@@ -38,7 +38,7 @@ test-fast: $(DEV_STAMP) ## run the suite without the slow end-to-end tests
 bench: $(DEV_STAMP) ## speed, memory, start-up and resize against the seed methods and the copy floor (~15 min)
 	$(PY) benchmarks/bench.py $(ARGS)
 
-bench-scale: $(DEV_STAMP) ## 100,000 and 1,000,000 small images against the copy floor (~10 min, 5 GB of disk)
+bench-scale: $(DEV_STAMP) ## 100,000 and 1,000,000 small images against the copy floor (~5 min, 5 GB of memory)
 	$(PY) benchmarks/bench_scale.py $(ARGS)
 
 dist: $(RUNTIME_STAMP) ## build dist/prep-<version>-py3-none-any.whl: `pip install dist/prep-*.whl` works anywhere
