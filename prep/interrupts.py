@@ -8,7 +8,9 @@ interrupt is lost and the run would finish as if nobody had pressed Ctrl-C. So:
   where a run commits (each finished shard, before summary.json): a swallowed Ctrl-C still stops the run;
 - `deferred` holds the signals back (noted, not lost) while worker processes are forked, so one arriving
   then is taken by this process after the forks, never inside a fork hook, and never by a half-made worker;
-- `held` ignores them while a stopped run cleans up, so a second Ctrl-C cannot cut the cleanup short.
+- `held` ignores them while a stopped run cleans up, so a second Ctrl-C cannot cut the cleanup short;
+- `starting` (while prep loads), `leaving` (once a stopped run has said so) and `uninstall` (after the runs
+  are over) let a signal end the process at once, without a traceback from wherever Python then is.
 """
 
 from __future__ import annotations
