@@ -120,23 +120,21 @@ class Run:
     cpu: float = 0.0  # user + system seconds of the process and everything it waited for
 
 
-def run_once(command: list[str], cleanup: Path | None = None, stdout=None) -> Run:
-    """Wall and CPU time of a whole process and the peak of the summed RSS of its process tree (sampled every 50 ms)."""
-    if cleanup is not None:
-        shutil.rmtree(cleanup, ignore_errors=True)
+def sampled_run(command: list[str], sample, stdout=None) -> tuple[float, float, bytes]:
+    """Run a whole process, calling sample(pid, seconds_since_start) every 50 ms while it runs; returns its wall
+    seconds, its CPU seconds (user + system of the process and everything it waited for) and its stderr. A failed
+    command stops the benchmark, with the end of its stderr."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(command, cwd=REPO, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
     done = threading.Event()
 
-    def sample():
-        nonlocal peak
+    def sampling():
         while not done.is_set():
-            peak = max(peak, sum(_rss_kb(p) for p in _tree(proc.pid)))
+            sample(proc.pid, time.perf_counter() - started)
             time.sleep(0.05)
 
-    sampler = threading.Thread(target=sample, daemon=True)
+    sampler = threading.Thread(target=sampling, daemon=True)
     sampler.start()
     _, stderr = proc.communicate()
     seconds = time.perf_counter() - started
@@ -145,9 +143,22 @@ def run_once(command: list[str], cleanup: Path | None = None, stdout=None) -> Ru
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} ... failed ({proc.returncode}):\n{stderr.decode()[-2000:]}")
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), stderr
+
+
+def run_once(command: list[str], cleanup: Path | None = None, stdout=None) -> Run:
+    """Wall and CPU time of a whole process and the peak of the summed RSS of its process tree (sampled every 50 ms)."""
     if cleanup is not None:
         shutil.rmtree(cleanup, ignore_errors=True)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    peak = 0
+
+    def sample(pid: int, seconds: float) -> None:
+        nonlocal peak
+        peak = max(peak, sum(_rss_kb(p) for p in _tree(pid)))
+
+    seconds, cpu, _ = sampled_run(command, sample, stdout)
+    if cleanup is not None:
+        shutil.rmtree(cleanup, ignore_errors=True)
     return Run(seconds, peak / 1024, cpu)
 
 

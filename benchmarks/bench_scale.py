@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench import _rss_kb, _tree, machine  # noqa: E402
+from bench import _rss_kb, _tree, machine, sampled_run  # noqa: E402
 from scale_data import make_small  # noqa: E402
 
 
@@ -62,40 +60,24 @@ class Run:
 def run_once(command: list[str], watch: Path | None = None) -> Run:
     """Wall and CPU time (user + system of the process and everything it waited for), summed peak RSS
     (sampled every 50 ms), summed peak PSS (every 500 ms), and when the first file appeared in `watch`."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    rss = pss = 0
+    rss = pss = tick = 0
     first: float | None = None
-    done = threading.Event()
 
-    def sample():
-        nonlocal rss, pss, first
-        tick = 0
-        while not done.is_set():
-            pids = _tree(proc.pid)
-            rss = max(rss, sum(_rss_kb(p) for p in pids))
-            if tick % 10 == 0:
-                pss = max(pss, sum(_pss_kb(p) for p in pids))
-            if watch is not None and first is None:
-                try:
-                    if any(n.endswith((".partial", ".tfrecord")) for n in os.listdir(watch)):
-                        first = time.perf_counter() - started
-                except OSError:
-                    pass
-            tick += 1
-            time.sleep(0.05)
+    def sample(pid: int, seconds: float) -> None:
+        nonlocal rss, pss, first, tick
+        pids = _tree(pid)
+        rss = max(rss, sum(_rss_kb(p) for p in pids))
+        if tick % 10 == 0:
+            pss = max(pss, sum(_pss_kb(p) for p in pids))
+        if watch is not None and first is None:
+            try:
+                if any(n.endswith((".partial", ".tfrecord")) for n in os.listdir(watch)):
+                    first = seconds
+            except OSError:
+                pass
+        tick += 1
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, stderr = proc.communicate()
-    seconds = time.perf_counter() - started
-    done.set()
-    sampler.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command[:4])} ... failed ({proc.returncode}):\n{stderr.decode()[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    seconds, cpu, stderr = sampled_run(command, sample)
     return Run(seconds, cpu, rss / 1024, pss / 1024, first, len(stderr.splitlines()))
 
 
