@@ -9,6 +9,21 @@ import textwrap
 import pytest
 
 
+def prep_in_subprocess(setup: str, folder, out, workers: int) -> subprocess.CompletedProcess:
+    """The prep command on `folder`, in a fresh Python that first runs `setup` (hooks that send a signal at an
+    exact moment)."""
+    script = textwrap.dedent(setup) + textwrap.dedent(
+        f"""
+        import sys
+        import prep.__main__
+        sys.argv = ["prep", "dataset=images", "source.image_dir={folder.root}", "labels.path={folder.labels}",
+                    "hydra.run.dir={out}", "executor.workers={workers}", "progress=false"]
+        prep.__main__.cli()
+        """
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.parametrize("who", ["driver", "worker"])
 def test_ctrl_c_while_the_workers_are_forked_is_not_lost(tmp_path, imagenet_folder, who):
     """Ctrl-C reaches the whole process group; arriving while the workers are forked, Python raised it inside a
@@ -17,17 +32,11 @@ def test_ctrl_c_while_the_workers_are_forked_is_not_lost(tmp_path, imagenet_fold
     a worker's, still being made, is ignored as Ctrl-C is in every worker, and the run finishes cleanly."""
     hook = {"driver": "before", "worker": "after_in_child"}[who]
     out = tmp_path / "out"
-    script = textwrap.dedent(
-        f"""
+    setup = f"""
         import os, signal, sys
         os.register_at_fork({hook}=lambda: os.kill(os.getpid(), signal.SIGINT))
-        from prep.__main__ import cli
-        sys.argv = ["prep", "dataset=images", "source.image_dir={imagenet_folder.root}", "labels.path={imagenet_folder.labels}",
-                    "hydra.run.dir={out}", "executor.workers=2", "progress=false"]
-        cli()
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    """
+    proc = prep_in_subprocess(setup, imagenet_folder, out, workers=2)
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
     if who == "driver":
         assert proc.returncode == 130, (proc.returncode, proc.stderr)
@@ -42,8 +51,7 @@ def test_a_ctrl_c_python_dropped_still_stops_the_run_before_summary(tmp_path, im
     """Python drops a KeyboardInterrupt raised in a finaliser (and in fork hooks, callbacks): the signal is
     remembered, and the run stops at its next commit point, never writing summary.json."""
     out = tmp_path / "out"
-    script = textwrap.dedent(
-        f"""
+    setup = """
         import os, signal, sys
         from prep import pipeline
 
@@ -58,14 +66,8 @@ def test_a_ctrl_c_python_dropped_still_stops_the_run_before_summary(tmp_path, im
             Dropped()
             return build(**kwargs)
         pipeline.summaries.build = build_then_drop
-
-        from prep.__main__ import cli
-        sys.argv = ["prep", "dataset=images", "source.image_dir={imagenet_folder.root}", "labels.path={imagenet_folder.labels}",
-                    "hydra.run.dir={out}", "executor.workers=1", "progress=false"]
-        cli()
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    """
+    proc = prep_in_subprocess(setup, imagenet_folder, out, workers=1)
     assert "Exception ignored in" in proc.stderr  # the dropped one: this test makes what it says
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert "interrupted" in proc.stderr
@@ -77,9 +79,8 @@ def test_ctrl_c_after_the_summary_is_written_ends_quietly(tmp_path, imagenet_fol
     """The run is finished once summary.json is written: a Ctrl-C then (printing the next steps, or during the
     interpreter's shutdown) ends the process as any program's, with no traceback and no false 'nothing written'."""
     out = tmp_path / "out"
-    script = textwrap.dedent(
-        f"""
-        import os, signal, sys
+    setup = """
+        import os, signal
         import prep.__main__ as entry
 
         next_steps = entry.next_steps
@@ -87,12 +88,8 @@ def test_ctrl_c_after_the_summary_is_written_ends_quietly(tmp_path, imagenet_fol
             os.kill(os.getpid(), signal.SIGINT)
             return next_steps(output_dir)
         entry.next_steps = interrupted_next_steps
-        sys.argv = ["prep", "dataset=images", "source.image_dir={imagenet_folder.root}", "labels.path={imagenet_folder.labels}",
-                    "hydra.run.dir={out}", "executor.workers=2", "progress=false"]
-        entry.cli()
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    """
+    proc = prep_in_subprocess(setup, imagenet_folder, out, workers=2)
     assert proc.returncode == -2, (proc.returncode, proc.stderr)  # ended by SIGINT, as the shell reports it
     assert "Traceback" not in proc.stderr and "nothing was written" not in proc.stderr, proc.stderr
     assert (out / "summary.json").exists()
@@ -165,8 +162,7 @@ def test_ctrl_c_before_any_shard_does_not_offer_a_resume(tmp_path, imagenet_fold
     """Stopped while planning (or scanning, or in a dry run), a run has written no shard: the line says so
     instead of offering resume=true."""
     out = tmp_path / "out"
-    script = textwrap.dedent(
-        f"""
+    setup = """
         import os, signal, sys
         from prep import pipeline
 
@@ -175,14 +171,8 @@ def test_ctrl_c_before_any_shard_does_not_offer_a_resume(tmp_path, imagenet_fold
             os.kill(os.getpid(), signal.SIGINT)
             return read_items(*args, **kwargs)
         pipeline.read_items = interrupted_planning
-
-        from prep.__main__ import cli
-        sys.argv = ["prep", "dataset=images", "source.image_dir={imagenet_folder.root}", "labels.path={imagenet_folder.labels}",
-                    "hydra.run.dir={out}", "executor.workers=2", "progress=false"]
-        cli()
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    """
+    proc = prep_in_subprocess(setup, imagenet_folder, out, workers=2)
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert "interrupted before any shard was written: there is nothing to resume" in proc.stderr
     assert "resume=true" not in proc.stderr and "Traceback" not in proc.stderr
@@ -192,8 +182,7 @@ def test_a_second_ctrl_c_while_a_stopped_run_exits_is_quiet(tmp_path, imagenet_f
     """After the 'interrupted' line, Python still runs its exit handlers: a second Ctrl-C there printed a
     KeyboardInterrupt traceback from one of them. It ends the process, quietly, with the same status."""
     out = tmp_path / "out"
-    script = textwrap.dedent(
-        f"""
+    setup = """
         import atexit, os, signal, sys
         from prep import pipeline
 
@@ -207,14 +196,8 @@ def test_a_second_ctrl_c_while_a_stopped_run_exits_is_quiet(tmp_path, imagenet_f
             os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C
             return read_items(*args, **kwargs)
         pipeline.read_items = interrupted_planning
-
-        from prep.__main__ import cli
-        sys.argv = ["prep", "dataset=images", "source.image_dir={imagenet_folder.root}", "labels.path={imagenet_folder.labels}",
-                    "hydra.run.dir={out}", "executor.workers=2", "progress=false"]
-        cli()
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    """
+    proc = prep_in_subprocess(setup, imagenet_folder, out, workers=2)
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
     assert proc.stderr.count("interrupted") == 1
