@@ -122,7 +122,7 @@ def measure(case: str, paths: list[Path], size: int, rounds: int) -> Row:
     """Both modes over the same in-memory bytes, alternating rounds (so drift hits both); median per-round rate."""
     import numpy as np
 
-    from prep.encoders import ImageEncoder
+    from prep.encoders.image import ImageEncoder
 
     payloads = [p.read_bytes() for p in paths]
     encoders = {mode: ImageEncoder("jpeg", quality=95, resize=size, reduce=mode) for mode in ("none", "dct")}

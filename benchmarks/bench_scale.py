@@ -147,28 +147,27 @@ def per_record_costs(images: Path, labels: Path, count: int = 20_000) -> list[tu
     sys.path.insert(0, str(REPO))
     import hashlib
 
-    from prep.encoders import PassthroughEncoder
-    from prep.headers import check_complete, read_header
-    from prep.pipeline import read_stamped
-    from prep.sources import ImageDirSource
-    from prep.stages import ShardStats
+    from prep.core.values import ShardStats
+    from prep.encoders.passthrough import PassthroughEncoder
+    from prep.formats.headers import check_complete, read_header
+    from prep.sources.image_dir import ImageDirSource
     from prep.writers import record_values
     from prep.writers.tfrecord import TFRecordWriter
 
     names = [line.split()[0] for line in labels.read_text().splitlines()[:count]]
     source, encoder = ImageDirSource(str(images)), PassthroughEncoder()
     writer = TFRecordWriter(shard_size=5000, features={"image": "encoded", "label": "label", "height": "height", "width": "width", "chans": "channels"})
-    from prep.stages import Item
+    from prep.core.values import Item
 
     items = [Item(name, i % 1000, name) for i, name in enumerate(names)]
-    payloads = [read_stamped(source, item.ref)[0] for item in items]  # warm
+    payloads = [source.read_stamped(item.ref)[0] for item in items]  # warm
     encoded = [encoder.encode(p) for p in payloads]
     values = [record_values(item, e, None) for item, e in zip(items, encoded)]
     frames = [writer.frame(v) for v in values]
     stats = ShardStats()
     digest = hashlib.sha256()
     steps = [
-        ("open, read and close the file (read_stamped)", lambda i: read_stamped(source, items[i].ref)),
+        ("open, read and close the file (read_stamped)", lambda i: source.read_stamped(items[i].ref)),
         ("read the header (read_header)", lambda i: read_header(payloads[i])),
         ("check the JPEG is complete (check_complete)", lambda i: check_complete(payloads[i], "jpeg")),
         ("the whole pass-through encode (both, and Encoded)", lambda i: encoder.encode(payloads[i])),
@@ -187,9 +186,9 @@ def per_record_costs(images: Path, labels: Path, count: int = 20_000) -> list[tu
     # the system calls' kernel time (user + system CPU of this process).
     import tempfile
 
-    from prep.pipeline import Job, write_shard
-    from prep.stages import ShardPlan
-    from prep.table import ItemTable
+    from prep.core.table import ItemTable
+    from prep.core.values import ShardPlan
+    from prep.run.shards import Job, write_shard
 
     with tempfile.TemporaryDirectory(dir=images.parent) as out_dir:
         os.mkdir(os.path.join(out_dir, ".prep-manifest"))  # what the run's manifest start makes

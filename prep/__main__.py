@@ -7,7 +7,7 @@ import shutil
 import sys
 from contextlib import contextmanager
 
-from prep import interrupts
+from prep.core import interrupts
 
 if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "prep":  # python -m prep, or the prep command
     interrupts.starting()  # a Ctrl-C while the imports below load is one line, not a traceback
@@ -34,9 +34,9 @@ finished_runs: list[str] = []
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from prep import runlog
     from prep.app import run
-    from prep.errors import PrepError
+    from prep.core.errors import PrepError
+    from prep.run import logfile as runlog
 
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
@@ -80,9 +80,10 @@ def main(cfg: DictConfig) -> None:
         keep_log_of_failure()
         fail(1)
     except KeyboardInterrupt:
-        from prep import outputs, storage
+        from prep.core import storage
+        from prep.runfiles.names import MANIFEST
 
-        if storage.exists(storage.join(str(cfg.output_dir), outputs.MANIFEST)):  # an unfinished run is there
+        if storage.exists(storage.join(str(cfg.output_dir), MANIFEST)):  # an unfinished run is there
             log.error("interrupted: no summary.json was written; finished shards are kept, rerun with resume=true to finish")
         else:  # planning, the content scan, a dry run: no shard was started
             log.error("interrupted before any shard was written: there is nothing to resume")

@@ -12,7 +12,7 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from prep.config import RUNTIME_KEYS
-from prep.errors import ConfigError, PrepError
+from prep.core.errors import ConfigError, PrepError
 from prep.pipeline import convert
 
 log = logging.getLogger(__name__)

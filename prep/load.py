@@ -1,8 +1,8 @@
 """Read a finished run back: a tf.data pipeline of (image, label) built from the run's own summary.json,
 and a pure-Python reader of every record (TFRecord, OFRecord, ArrayRecord or WebDataset sample) as dicts. TensorFlow is imported only when used.
 
-Also here, from the modules that hold them: RecordDataset (random access, prep/random_access.py) and the
-arguments of DALI's and Ray's readers (dali_tfrecord_args, ray_tfrecord_args: prep/consumers.py)."""
+Also here, from the modules that hold them: RecordDataset (random access, prep/tools/random_access.py) and the
+arguments of DALI's and Ray's readers (dali_tfrecord_args, ray_tfrecord_args: prep/tools/consumers.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import struct
 import zlib
 from collections.abc import Iterator
 
-from prep import storage
-from prep import summary as summaries
-from prep.errors import ConfigError, InputError, PrepError
+from prep.core import storage
+from prep.core.errors import ConfigError, InputError, PrepError
 from prep.formats import arrayrecord, ofrecord, protowire, tar, tfrecord, wds
 from prep.formats.protowire import WireError
+from prep.runfiles import summary as summaries
 
 PROBE_BYTES = 64 << 20  # what sniff_records reads at most (decompressed) to find a file's first record
 _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")  # a 32K window at each compression level
@@ -66,7 +66,8 @@ def decode(payload: bytes, fmt: str) -> dict:
 def shard_payloads(path: str, fmt: str, compression: str | None = None) -> Iterator[bytes]:
     """The serialized records of one shard file (framing, and TFRecord CRCs, checked); only PrepErrors."""
     if fmt == "arrayrecord":  # the array_record library opens the file itself (a local copy of s3://)
-        yield from arrayrecord.read_payloads(path)
+        with storage.local_copy(path, ".array_record") as local:
+            yield from arrayrecord.read_payloads(local)
         return
     try:
         f = storage.open_read(path)
@@ -216,10 +217,10 @@ def _check_regular(path: str) -> None:
 
 # Re-exported lazily (PEP 562): prep.load.RecordDataset works, and reading records sequentially imports no numpy.
 _ELSEWHERE = {
-    "RecordDataset": "prep.random_access",
-    "decode_image": "prep.random_access",
-    "dali_tfrecord_args": "prep.consumers",
-    "ray_tfrecord_args": "prep.consumers",
+    "RecordDataset": "prep.tools.random_access",
+    "decode_image": "prep.tools.random_access",
+    "dali_tfrecord_args": "prep.tools.consumers",
+    "ray_tfrecord_args": "prep.tools.consumers",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from prep.sources import ImageDirSource
+from prep.sources.image_dir import ImageDirSource
 
 
 class FlakySource(ImageDirSource):

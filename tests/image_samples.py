@@ -9,9 +9,8 @@ import zlib
 
 import cv2
 import numpy as np
-from PIL import Image
-
 from conftest import crop
+from PIL import Image
 
 WIDTH, HEIGHT = 53, 37  # odd sizes whose bytes are easy to find and replace in a header
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-
 from conftest import crop, png_bytes
-from prep.encoders import PassthroughEncoder
-from prep.executors import LocalExecutor
-from prep.labels import SubdirLabels
-from prep.pipeline import convert
-from prep.sources import ImageDirSource
-from prep.split import StratifiedSplit
 from test_pipeline import SLIM  # noqa: F401  (the slim keys, one definition for the tests)
+
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.executors.local import LocalExecutor
+from prep.labels.subdirs import SubdirLabels
+from prep.pipeline import convert
+from prep.sources.image_dir import ImageDirSource
+from prep.split import StratifiedSplit
 
 ONEFLOW = {"images": "encoded", "labels": "label:int32", "names": "filename"}
 

@@ -7,14 +7,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import cv2
-
 from conftest import crop, jpeg_bytes
-from prep.encoders import PassthroughEncoder
-from prep.executors import LocalExecutor
-from prep.labels import SubdirLabels
+
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.executors.local import LocalExecutor
+from prep.labels.subdirs import SubdirLabels
 from prep.load import records
 from prep.pipeline import convert
-from prep.sources import ImageDirSource
+from prep.sources.image_dir import ImageDirSource
 from prep.writers import TFRecordWriter
 
 SLIM = {"image/encoded": "encoded", "image/class/label": "label", "image/filename": "filename"}

@@ -10,15 +10,15 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO
+from test_tfds import CLASSES, TFDS_KEYS, flowers, rgb, run, tfds  # noqa: F401  (fixtures)
+
 from prep import load
-from prep.errors import ConfigError
+from prep.core.errors import ConfigError
 from prep.formats import arrayrecord, tfrecord
 from prep.split import StratifiedSplit
-from prep.verify import verify_run
+from prep.tools.verify import verify_run
 from prep.writers import ArrayRecordWriter, TFRecordWriter
-from test_tfds import CLASSES, TFDS_KEYS, flowers, rgb, run, tfds  # noqa: F401  (fixtures)
 
 
 def arrayrecord_run(out, root, **kwargs):

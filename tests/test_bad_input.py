@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, crop, jpeg_bytes, png_bytes, run_prep
+
 from prep.formats import tfrecord
 
 pytestmark = pytest.mark.slow

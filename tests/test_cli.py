@@ -7,7 +7,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import crop, png_bytes, run_prep
 
 pytestmark = pytest.mark.slow
@@ -168,7 +167,7 @@ def test_writing_imports_only_what_it_uses(tmp_path, imagenet_folder):
     assert "prep" in imported and "hydra" in imported
     assert not imported & {"tensorflow", "pandas", "sklearn", "ray", "fsspec"}
     # OpenCV only for report.html's thumbnails, once the shards are written
-    converting = {name.split(".")[0] for name in modules[: modules.index("prep.report")]}
+    converting = {name.split(".")[0] for name in modules[: modules.index("prep.tools.report")]}
     assert "cv2" not in converting
 
 

@@ -10,7 +10,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import run_prep
 
 pytestmark = pytest.mark.slow
@@ -37,9 +36,9 @@ def test_ray_output_is_byte_identical_to_local(tmp_path, imagenet_folder):
 def _convert_with(tmp_path, folder, failures, max_retries, monkeypatch):
     from faulty_stages import FlakySource
 
-    from prep.encoders import PassthroughEncoder
-    from prep.executors import RayExecutor
-    from prep.labels import SpaceLabels
+    from prep.encoders.passthrough import PassthroughEncoder
+    from prep.executors.ray import RayExecutor
+    from prep.labels.space import SpaceLabels
     from prep.pipeline import convert
     from prep.split import NoSplit
     from prep.writers import TFRecordWriter
@@ -68,7 +67,7 @@ def test_a_shard_task_that_fails_once_is_retried(tmp_path, imagenet_folder, monk
 
 
 def test_a_shard_task_that_always_fails_names_shard_and_cause(tmp_path, imagenet_folder, monkeypatch):
-    from prep.errors import PrepError
+    from prep.core.errors import PrepError
 
     with pytest.raises(PrepError) as err:
         _convert_with(tmp_path, imagenet_folder, failures=99, max_retries=1, monkeypatch=monkeypatch)

@@ -8,12 +8,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from reader_runs import SLIM, make_folder, make_run
 
 from prep import load
-from prep import summary as summaries
-from prep.errors import ConfigError
+from prep.core.errors import ConfigError
+from prep.runfiles import summary as summaries
 from prep.writers import TFRecordWriter
-from reader_runs import SLIM, make_folder, make_run
 
 
 @pytest.fixture(scope="module")

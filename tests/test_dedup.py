@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import crop, jpeg_bytes, png_bytes, run_prep
-from prep.errors import InputError
-from prep.split import FolderSplit, NoSplit, StratifiedSplit
 from split_helpers import class_folders, resized_copy, run, split_of_files, write
+
+from prep.core.errors import InputError
+from prep.split import FolderSplit, NoSplit, StratifiedSplit
 
 
 @pytest.fixture
@@ -177,8 +177,8 @@ def test_byte_identical_copies_with_different_labels_are_a_conflict_inside_a_nea
 
 
 def test_near_groups_do_not_chain_and_blank_images_match_nothing(tmp_path, photos):
-    from prep.dedup import near_leaders
-    from prep.scan import dhash_pixels
+    from prep.run.dedup import near_leaders
+    from prep.run.scan import dhash_pixels
 
     a = 0
     b = 0b1111  # 4 bits from a

@@ -6,11 +6,11 @@ import json
 import os
 
 import pytest
-
 from conftest import crop, jpeg_bytes, run_prep
-from prep.errors import ConfigError
-from prep.split import StratifiedSplit
 from split_helpers import class_folders, run, write
+
+from prep.core.errors import ConfigError
+from prep.split import StratifiedSplit
 
 
 @pytest.fixture

@@ -9,12 +9,14 @@ import tracemalloc
 import cv2
 import numpy as np
 import pytest
-
 from conftest import cmyk_jpeg_bytes, crop, jpeg_bytes, png_bytes
 from image_samples import declare_size, encoded_samples, jpeg_with_thumbnail, small_rgb, tiff_bytes
-from prep.encoders import ImageEncoder, PassthroughEncoder, RawEncoder
-from prep.errors import ConfigError, EncodeError
-from prep.sources import DigitsSource
+
+from prep.core.errors import ConfigError, EncodeError
+from prep.encoders.image import ImageEncoder
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.encoders.raw import RawEncoder
+from prep.sources.digits import DigitsSource
 
 
 def test_passthrough_keeps_the_bytes_and_reads_the_shape(photos):

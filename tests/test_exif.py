@@ -10,23 +10,26 @@ import struct
 import cv2
 import numpy as np
 import pytest
+from conftest import crop, jpeg_bytes, png_bytes, run_prep
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from conftest import crop, jpeg_bytes, png_bytes, run_prep
-from prep import pipeline
-from prep.encoders import ImageEncoder, PassthroughEncoder, RawEncoder, orient
-from prep.errors import ConfigError, WriteError
-from prep.executors import LocalExecutor
+from prep.core.errors import ConfigError, WriteError
+from prep.core.values import Encoded, ShardResult
+from prep.encoders.image import ImageEncoder
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.encoders.pixels import orient
+from prep.encoders.raw import RawEncoder
+from prep.executors.local import LocalExecutor
 from prep.formats import tfrecord
-from prep.headers import read_header
-from prep.labels import SubdirLabels
+from prep.formats.headers import read_header
+from prep.labels.subdirs import SubdirLabels
 from prep.pipeline import convert
-from prep.sources import ImageDirSource
+from prep.run import shards
+from prep.sources.image_dir import ImageDirSource
 from prep.split import NoSplit
-from prep.stages import Encoded, ShardResult
-from prep.verify import verify_run
+from prep.tools.verify import verify_run
 from prep.writers import TFRecordWriter
 
 FIELDS = {
@@ -388,12 +391,12 @@ def test_resume_reads_the_counts_back_from_the_manifest(tmp_path, phone_folder):
     with shard_task_dies(2):  # shards 0 and 1 (the two phone photos) finish, shard 2 dies
         convert_folder(root, out, PassthroughEncoder())
     written = []
-    real = pipeline.write_shard
-    pipeline.write_shard = lambda job, plan: written.append(plan.index) or real(job, plan)
+    real = shards.write_shard
+    shards.write_shard = lambda job, plan: written.append(plan.index) or real(job, plan)
     try:
         summary = convert_folder(root, out, PassthroughEncoder(), resume=True)
     finally:
-        pipeline.write_shard = real
+        shards.write_shard = real
     assert written == [2]  # shards 0 and 1 came back from the manifest
     assert summary["exif"] == {"mode": "apply", "oriented": 2, "applied": 2}
     result = ShardResult("a", "train", 3, 10, "0" * 64, {0: 3}, {"jpeg": 3}, [], [], {}, oriented=2, reoriented=1)

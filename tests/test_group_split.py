@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from conftest import crop, jpeg_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from split_helpers import run, split_of_files, write
 
-from conftest import crop, jpeg_bytes
-from prep.errors import ConfigError
-from prep.labels import CsvLabels, SpaceLabels
+from prep.core.errors import ConfigError
+from prep.core.values import Item
+from prep.labels.csv import CsvLabels
+from prep.labels.space import SpaceLabels
 from prep.split import StratifiedSplit
 from prep.split.stratified import split_counts
-from prep.stages import Item
-from split_helpers import run, split_of_files, write
 
 
 def items_of(groups: list[tuple[int, int]]) -> list[Item]:

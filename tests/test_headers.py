@@ -9,13 +9,13 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from conftest import cmyk_jpeg_bytes, crop, jpeg_bytes, png_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from conftest import cmyk_jpeg_bytes, crop, jpeg_bytes, png_bytes
 from image_samples import declare_size, encoded_samples, jpeg_with_thumbnail, small_rgb, tiff_bytes
-from prep.errors import EncodeError
-from prep.headers import check_complete, is_complete, read_header, sniff_format
+
+from prep.core.errors import EncodeError
+from prep.formats.headers import check_complete, is_complete, read_header, sniff_format
 
 
 def _decoded_shape(data: bytes) -> tuple[int, int, int] | None:

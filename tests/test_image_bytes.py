@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from image_samples import encoded_samples, small_rgb
-from prep.encoders import ImageEncoder, PassthroughEncoder, RawEncoder
-from prep.errors import EncodeError
+
+from prep.core.errors import EncodeError
+from prep.encoders.image import ImageEncoder
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.encoders.raw import RawEncoder
 
 LIMIT = 1 << 22  # max_pixels: a mutated header may ask for anything; keep what the decoders allocate small
 MAGICS = [
@@ -120,7 +122,7 @@ BUILD_CODECS = {
 
 def test_every_decoder_in_this_opencv_build_has_a_header_reader():
     """A new decoder in an OpenCV upgrade (JPEG XL, OpenEXR, ...) fails here rather than in a user's run."""
-    from prep.headers import HEADER_FORMATS
+    from prep.formats.headers import HEADER_FORMATS
 
     info = cv2.getBuildInformation()
     media = info[info.index("Media I/O:") : info.index("Video I/O:")]
@@ -136,6 +138,6 @@ def test_every_decoder_in_this_opencv_build_has_a_header_reader():
 
 
 def test_the_sample_corpus_exercises_every_header_reader():
-    from prep.headers import HEADER_FORMATS, read_header
+    from prep.formats.headers import HEADER_FORMATS, read_header
 
     assert {read_header(data).format for data in _samples().values()} == HEADER_FORMATS

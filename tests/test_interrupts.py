@@ -53,7 +53,7 @@ def test_a_ctrl_c_python_dropped_still_stops_the_run_before_summary(tmp_path, im
     out = tmp_path / "out"
     setup = """
         import os, signal, sys
-        from prep import pipeline
+        from prep.runfiles import summary as summaries
 
         class Dropped:
             def __del__(self):  # Python reports an exception raised here and carries on
@@ -61,11 +61,11 @@ def test_a_ctrl_c_python_dropped_still_stops_the_run_before_summary(tmp_path, im
                 for _ in range(200_000):  # Python runs the handler here, inside __del__
                     pass
 
-        build = pipeline.summaries.build
+        build = summaries.build
         def build_then_drop(**kwargs):
             Dropped()
             return build(**kwargs)
-        pipeline.summaries.build = build_then_drop
+        summaries.build = build_then_drop
     """
     proc = prep_in_subprocess(setup, imagenet_folder, out, workers=1)
     assert "Exception ignored in" in proc.stderr  # the dropped one: this test makes what it says
@@ -104,8 +104,8 @@ def test_ctrl_c_or_sigterm_while_ray_starts_stops_the_instance_it_started(monkey
     import signal
     import types
 
-    from prep import interrupts
-    from prep.executors import RayExecutor
+    from prep.core import interrupts
+    from prep.executors.ray import RayExecutor
 
     calls = []
 

@@ -9,15 +9,22 @@ import unicodedata
 from unittest import mock
 
 import pytest
+from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO
-from prep import sources
-from prep.errors import ConfigError, EncodeError, InputError, PrepError
-from prep.labels import KINDS, CsvLabels, EmbeddedLabels, JsonlLabels, SpaceLabels, SubdirLabels
-from prep.reader import label_ids, read_items
-from prep.sources import ImageDirSource, PixelCsvSource
+from prep.core.errors import ConfigError, EncodeError, InputError, PrepError
+from prep.labels.base import KINDS
+from prep.labels.csv import CsvLabels
+from prep.labels.embedded import EmbeddedLabels
+from prep.labels.jsonl import JsonlLabels
+from prep.labels.space import SpaceLabels
+from prep.labels.subdirs import SubdirLabels
+from prep.run.listing import label_ids, read_items
+from prep.sources import lines
+from prep.sources.base import Source
+from prep.sources.image_dir import ImageDirSource
+from prep.sources.pixel_csv import PixelCsvSource
 
 
 def pairs(entries):
@@ -419,7 +426,7 @@ def test_any_pixel_csv_gives_ids_as_specified_or_a_prep_error(tmp_path_factory, 
 # --- one file reached twice, and files labels=subdirs leaves out -------------------------------------------
 
 
-class AnyName:
+class AnyName(Source):
     """A source where every non-empty name is a file; no folder to list."""
 
     def check(self) -> None:
@@ -436,6 +443,8 @@ class AnyName:
 
 class LinkedNames(AnyName):
     """b.jpg is a symlink to a.jpg: two names, one file, as ImageDirSource.identity tells."""
+
+    lists_files = True
 
     def identity(self, ref: str) -> str:
         return "a.jpg" if ref == "b.jpg" else ref
@@ -484,18 +493,18 @@ def test_subdirs_counts_the_files_it_leaves_out(tmp_path):
        chunk=st.integers(1, 7))
 def test_read_lines_splits_like_python_whatever_the_read_size(data, chunk):
     # Tiny reads put every line break, \r\n pairs included, across read boundaries somewhere.
-    with mock.patch.object(sources, "_CHUNK", chunk):
-        universal = [line for _, line in sources.read_lines(io.BytesIO(data), "f", universal=True)]
-        plain = [line for _, line in sources.read_lines(io.BytesIO(data), "f")]
+    with mock.patch.object(lines, "_CHUNK", chunk):
+        universal = [line for _, line in lines.read_lines(io.BytesIO(data), "f", universal=True)]
+        plain = [line for _, line in lines.read_lines(io.BytesIO(data), "f")]
     assert universal == data.splitlines(keepends=True)
     assert plain == io.BytesIO(data).readlines()
 
 
 def test_labels_that_are_all_decimals_are_not_silently_names(tmp_path):
     """pandas writes an integer column with a gap as 0.0, 1.0, ... 10.0: as names, '10.0' would get id 2."""
-    from prep.errors import InputError
-    from prep.reader import label_ids
-    from prep.sources import LabelEntry
+    from prep.core.errors import InputError
+    from prep.run.listing import label_ids
+    from prep.sources.base import LabelEntry
 
     entries = [LabelEntry(f"{i}.png", f"{i}.0", f"l.txt:{i + 1}") for i in range(11)]
     with pytest.raises(InputError, match=r"l.txt:1: every label is a number but not an integer \(e.g. '0.0'"):
@@ -507,8 +516,8 @@ def test_labels_that_are_all_decimals_are_not_silently_names(tmp_path):
 def test_one_class_whatever_its_unicode_normalization(tmp_path):
     import unicodedata
 
-    from prep.reader import label_ids
-    from prep.sources import LabelEntry
+    from prep.run.listing import label_ids
+    from prep.sources.base import LabelEntry
 
     nfc, nfd = "caf\u00e9", unicodedata.normalize("NFD", "caf\u00e9")
     ids, names = label_ids([LabelEntry("a.png", nfc, "l:1"), LabelEntry("b.png", nfd, "l:2"), LabelEntry("c.png", "tea", "l:3")])

@@ -9,14 +9,14 @@ import re
 import cv2
 import numpy as np
 import pytest
-
 from conftest import run_prep
-from prep.errors import EncodeError, InputError
+
+from prep.core.errors import EncodeError, InputError
 from prep.formats import ofrecord
-from prep.labels import EmbeddedLabels
+from prep.labels.embedded import EmbeddedLabels
 from prep.load import records
-from prep.reader import read_items
-from prep.sources import PixelCsvSource
+from prep.run.listing import read_items
+from prep.sources.pixel_csv import PixelCsvSource
 
 pytestmark = pytest.mark.slow
 
@@ -247,8 +247,8 @@ def test_pixel_csv_that_is_not_a_csv_file(tmp_path):
     ],
 )
 def test_pixel_csv_header_is_never_guessed_wrong(tmp_path, first, header, message):
-    from prep.errors import InputError
-    from prep.sources import PixelCsvSource
+    from prep.core.errors import InputError
+    from prep.sources.pixel_csv import PixelCsvSource
 
     path = tmp_path / "px.csv"
     path.write_text(first + "\n" + "\n".join(",".join([str(i % 3)] + ["9"] * 16) for i in range(4)) + "\n")

@@ -12,17 +12,21 @@ import time
 import unicodedata
 
 import pytest
+from conftest import REPO, crop, jpeg_bytes, run_prep
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO, crop, jpeg_bytes, run_prep
-from prep import outputs
-from prep.encoders import ImageEncoder, PassthroughEncoder
-from prep.errors import ConfigError, EncodeError, PrepError, WriteError
-from prep.executors import LocalExecutor
-from prep.labels import EmbeddedLabels, SpaceLabels, SubdirLabels
+from prep.core.errors import ConfigError, EncodeError, PrepError, WriteError
+from prep.encoders.image import ImageEncoder
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.executors.local import LocalExecutor
+from prep.labels.embedded import EmbeddedLabels
+from prep.labels.space import SpaceLabels
+from prep.labels.subdirs import SubdirLabels
 from prep.pipeline import convert
-from prep.sources import DigitsSource, ImageDirSource
+from prep.run import outputs
+from prep.sources.digits import DigitsSource
+from prep.sources.image_dir import ImageDirSource
 from prep.split import NoSplit
 from prep.writers import TFRecordWriter
 
@@ -193,27 +197,27 @@ def test_refused_rerun_keeps_the_saved_config_for_the_exact_rerun(tmp_path):
 @contextlib.contextmanager
 def shard_task_dies(index: int):
     """The shard task for shard `index` is interrupted, as a killed run leaves the folder."""
-    from prep import pipeline
+    from prep.run import shards
 
-    real = pipeline.write_shard
+    real = shards.write_shard
 
     def dying(job, plan):
         if plan.index == index:
             raise KeyboardInterrupt
         return real(job, plan)
 
-    pipeline.write_shard = dying
+    shards.write_shard = dying
     try:
         with pytest.raises(KeyboardInterrupt):
             yield
     finally:
-        pipeline.write_shard = real
+        shards.write_shard = real
 
 
 @contextlib.contextmanager
 def deleting_dies_after(monkeypatch, count: int):
     """storage.remove is interrupted after `count` deletions; yields the paths it did delete."""
-    from prep import storage
+    from prep.core import storage
 
     real, removed = storage.remove, []
 
@@ -274,7 +278,7 @@ def test_a_published_shard_is_always_in_the_manifest(tmp_path, photo_folder, mon
 
 
 def test_manifest_write_failure_is_one_clear_error_and_no_shard(tmp_path, monkeypatch):
-    from prep import storage
+    from prep.core import storage
 
     real = storage.write_bytes
 
@@ -460,7 +464,7 @@ def test_names_that_look_odd_but_are_legal_are_found(tmp_path, photos):
         (root / name).write_bytes(jpeg_bytes(crop(photos, i, size=40)))
     labels = tmp_path / "labels.jsonl"
     labels.write_text("".join(json.dumps({"file_name": n, "label": 1}) + "\n" for n in names))
-    from prep.labels import JsonlLabels
+    from prep.labels.jsonl import JsonlLabels
 
     summary = run(tmp_path / "out", ImageDirSource(str(root)), JsonlLabels(str(labels)))
     assert summary["num_records"] == 3 and not summary["skipped"] and summary["unlabelled"]["count"] == 0
@@ -524,13 +528,13 @@ def test_resume_rewrites_a_shard_whose_index_file_was_changed(tmp_path, photo_fo
         go()
     (out / "t-train.tfrecord-00000-of-00003.idx").write_text("0 100\n")
     go(resume=True)
-    from prep.verify import verify_run
+    from prep.tools.verify import verify_run
 
     assert all(ok for ok, _ in verify_run(str(out)))
 
 
 def test_resume_of_a_pixel_csv_rewrites_everything_after_the_csv_changed(tmp_path):
-    from prep.sources import PixelCsvSource
+    from prep.sources.pixel_csv import PixelCsvSource
 
     rows = [",".join([str(i % 3)] + [str((i * 7 + j) % 256) for j in range(16)]) for i in range(12)]
     csv_file = tmp_path / "px.csv"
@@ -647,7 +651,7 @@ def test_resume_after_an_overwrite_killed_while_deleting_clears_the_old_run(tmp_
         run(out, limit=60, shard_size=10, pattern="{split}/new-{index}", overwrite=True)
     summary = run(out, limit=60, shard_size=10, pattern="{split}/new-{index}", resume=True)
     assert sorted(str(p.relative_to(out)) for p in (out / "train").iterdir()) == sorted(s["path"] for s in summary["shards"])
-    from prep.verify import verify_run
+    from prep.tools.verify import verify_run
 
     assert all(ok for ok, _ in verify_run(str(out)))
 
@@ -666,7 +670,7 @@ def test_verify_does_not_follow_a_shard_replaced_by_a_symlink(tmp_path):
     copy.write_bytes(shard.read_bytes())
     shard.unlink()
     shard.symlink_to(copy)
-    from prep.verify import verify_run
+    from prep.tools.verify import verify_run
 
     lines = [line for ok, line in verify_run(str(out)) if not ok]
     assert lines and "a symlink to" in lines[0] and "not the shard the run wrote" in lines[0]
@@ -675,7 +679,7 @@ def test_verify_does_not_follow_a_shard_replaced_by_a_symlink(tmp_path):
 def test_json_files_are_streamed_with_json_dumps_bytes_and_appear_whole(tmp_path, monkeypatch):
     """summary.json and plan.json are encoded piece by piece (a run with 900,000 skips is a 150 MB file): the
     bytes are json.dumps's, and a write that fails part-way leaves neither the file nor a .partial."""
-    from prep import storage
+    from prep.core import storage
 
     value = {"b": [{"source": f"im\u00e9_{i}.jpg", "reason": "missing", "n": i / 7} for i in range(40_000)], "a": {"x": None, "y": [True, 1e300]}}
     storage.write_json(str(tmp_path / "s.json"), value)
@@ -695,7 +699,7 @@ def test_json_files_are_streamed_with_json_dumps_bytes_and_appear_whole(tmp_path
 def test_json_files_are_whole_when_the_disk_takes_each_write_only_in_part(tmp_path, monkeypatch):
     """A nearly full disk (or a file-size limit) takes part of a write and says how much, without an error: the
     rest must still be written (or the write fail), never a truncated summary.json published as complete."""
-    from prep import storage
+    from prep.core import storage
 
     class Partial(io.FileIO):
         def write(self, data):

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 import readme
 from conftest import REPO, console_scripts, make_class_folders
 
@@ -78,7 +77,7 @@ def test_next_steps_are_commands_this_shell_can_run(tmp_path, monkeypatch):
 
 
 def test_readbench_without_tensorflow_names_the_extra(tmp_path, monkeypatch, capsys):
-    from prep import readbench
+    from prep.tools import readbench
 
     (tmp_path / "summary.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # as in an install without prep[tf]: import fails

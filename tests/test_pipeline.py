@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import crop, png_bytes
-from prep.encoders import ImageEncoder, PassthroughEncoder
-from prep.errors import ConfigError, InputError
-from prep.executors import LocalExecutor
+
+from prep.core.errors import ConfigError, InputError
+from prep.encoders.image import ImageEncoder
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.executors.local import LocalExecutor
 from prep.formats import tfrecord
-from prep.labels import CsvLabels, EmbeddedLabels, SpaceLabels
+from prep.labels.csv import CsvLabels
+from prep.labels.embedded import EmbeddedLabels
+from prep.labels.space import SpaceLabels
 from prep.pipeline import convert
-from prep.sources import DigitsSource, ImageDirSource
+from prep.sources.digits import DigitsSource
+from prep.sources.image_dir import ImageDirSource
 from prep.split import NoSplit
 from prep.writers import TFRecordWriter
 
@@ -191,7 +195,7 @@ def test_a_write_error_names_the_shard_and_leaves_no_summary(tmp_path, imagenet_
     import errno
 
     from prep import writers
-    from prep.errors import WriteError
+    from prep.core.errors import WriteError
 
     def disk_full(self, data):
         raise OSError(errno.ENOSPC, "No space left on device")

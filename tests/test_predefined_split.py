@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import crop, jpeg_bytes, run_prep
-from prep.errors import ConfigError, InputError
-from prep.labels import CsvLabels, JsonlLabels, SubdirLabels
-from prep.split import ColumnSplit, FolderSplit
 from split_helpers import class_folders, run, split_of_files, write
+
+from prep.core.errors import ConfigError, InputError
+from prep.labels.csv import CsvLabels
+from prep.labels.jsonl import JsonlLabels
+from prep.labels.subdirs import SubdirLabels
+from prep.split import ColumnSplit, FolderSplit
 
 
 @pytest.fixture

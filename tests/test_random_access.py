@@ -13,15 +13,16 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-
 from conftest import crop, png_bytes
+from reader_runs import ONEFLOW, SLIM, make_folder, make_run
+
 from prep import load
-from prep import summary as summaries
-from prep.encoders import RawEncoder
-from prep.errors import ConfigError, EncodeError, InputError
+from prep.core.errors import ConfigError, EncodeError, InputError
+from prep.encoders.raw import RawEncoder
+from prep.runfiles import summary as summaries
 from prep.split import NoSplit
 from prep.writers import ArrayRecordWriter, OFRecordWriter, TFRecordWriter
-from reader_runs import ONEFLOW, SLIM, make_folder, make_run
+
 
 @pytest.fixture(scope="module")
 def flowers(tmp_path_factory, photos):
@@ -93,7 +94,7 @@ def test_types_of_values_and_gray_and_alpha(flowers):
 
 
 def test_the_dali_index_is_used_instead_of_a_scan(flowers, monkeypatch):
-    from prep import random_access
+    from prep.tools import random_access
 
     _, runs = flowers
 
@@ -273,7 +274,7 @@ def test_decoded_images_equal_tensorflows_decode_image(photos, tf):
 
     from PIL import Image
 
-    from prep.random_access import decode_image
+    from prep.tools.random_access import decode_image
 
     rgb = crop(photos, 3)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, jpeg_bytes, run_prep
 from test_cluster import s3  # noqa: F401  (the moto S3 server fixture)
 
@@ -232,8 +231,8 @@ def test_two_node_cluster_writes_the_same_bytes_as_local(tmp_path, photos, s3, c
 
 
 def test_ray_executor_settings_are_checked():
-    from prep.errors import ConfigError
-    from prep.executors import RayExecutor
+    from prep.core.errors import ConfigError
+    from prep.executors.ray import RayExecutor
 
     with pytest.raises(ConfigError, match=r"executor.scheduling_strategy='PACK': choose one of \['SPREAD', 'DEFAULT'\]"):
         RayExecutor(scheduling_strategy="PACK")
@@ -252,7 +251,7 @@ def _recording_init(monkeypatch) -> list[dict]:
 
 
 def test_paths_are_checked_only_against_a_cluster_and_only_local_ones(monkeypatch):
-    from prep.executors import RayExecutor
+    from prep.executors.ray import RayExecutor
 
     calls = _recording_init(monkeypatch)
     RayExecutor().check_paths("/tmp/out", ["/tmp/in"])  # a local instance is one node: no question to ask
@@ -266,8 +265,8 @@ def test_paths_are_checked_only_against_a_cluster_and_only_local_ones(monkeypatc
 
 
 def test_a_local_image_dir_on_a_cluster_of_two_nodes_is_refused(monkeypatch):
-    from prep.errors import ConfigError
-    from prep.executors import RayExecutor
+    from prep.core.errors import ConfigError
+    from prep.executors.ray import RayExecutor
 
     calls = _recording_init(monkeypatch)
     monkeypatch.setattr(ray, "nodes", lambda: [{"NodeID": "a", "Alive": True}, {"NodeID": "b", "Alive": True}])
@@ -280,7 +279,7 @@ def test_a_local_image_dir_on_a_cluster_of_two_nodes_is_refused(monkeypatch):
 
 
 def test_ray_init_gets_a_new_local_instance_or_the_cluster_and_the_runtime_env(monkeypatch):
-    from prep.executors import RayExecutor
+    from prep.executors.ray import RayExecutor
 
     calls = _recording_init(monkeypatch)
     RayExecutor(num_cpus=2)._connect()

@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 import readme
 from conftest import crop, make_class_folders, png_bytes
 

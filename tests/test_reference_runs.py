@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import crop, jpeg_bytes, make_imagenet_folder, png_bytes, run_prep
 
 pytestmark = pytest.mark.slow

@@ -16,18 +16,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import crop, jpeg_bytes, make_class_folders, png_bytes, run_prep
-from prep import report
-from prep.encoders import PassthroughEncoder
-from prep.executors import LocalExecutor
-from prep.labels import SubdirLabels
-from prep.pipeline import convert
-from prep.sources import ImageDirSource
-from prep.split import StratifiedSplit
-from prep.writers import TFRecordWriter
 from test_pipeline import SLIM  # the slim keys, one definition for the tests
 
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.executors.local import LocalExecutor
+from prep.labels.subdirs import SubdirLabels
+from prep.pipeline import convert
+from prep.sources.image_dir import ImageDirSource
+from prep.split import StratifiedSplit
+from prep.tools import report
+from prep.writers import TFRecordWriter
 
 
 class Page(HTMLParser):
@@ -275,7 +274,7 @@ def test_a_report_that_cannot_be_made_never_fails_the_run(tmp_path, photos, monk
 
 
 def test_the_report_is_prep_s_own_file_for_verify_and_overwrite(flower_run):
-    from prep.verify import verify_run
+    from prep.tools.verify import verify_run
 
     out, image_dir, _ = flower_run
     assert all(ok for ok, _ in verify_run(str(out)))
@@ -374,9 +373,10 @@ def test_prep_and_prep_report_from_the_command_line(tmp_path, photos):
 @pytest.mark.parametrize("fmt", ["tfrecord", "ofrecord", "arrayrecord", "webdataset"])
 @pytest.mark.parametrize("raw", [False, True])
 def test_the_sample_grid_reads_every_format_and_raw_pixels(tmp_path, fmt, raw):
-    from prep.encoders import ImageEncoder, RawEncoder
-    from prep.labels import EmbeddedLabels
-    from prep.sources import DigitsSource
+    from prep.encoders.image import ImageEncoder
+    from prep.encoders.raw import RawEncoder
+    from prep.labels.embedded import EmbeddedLabels
+    from prep.sources.digits import DigitsSource
     from prep.split import NoSplit
     from prep.writers import FORMATS
 
@@ -396,13 +396,13 @@ def test_the_sample_grid_reads_every_format_and_raw_pixels(tmp_path, fmt, raw):
 
 
 def report_bin(size: int) -> int:
-    from prep.stages import SIZE_BINS
+    from prep.core.values import SIZE_BINS
 
     return max(i for i, low in enumerate(SIZE_BINS) if low <= size)
 
 
 def test_report_html_is_written_before_summary_json(tmp_path, photos, monkeypatch):
-    from prep import summary as summaries
+    from prep.runfiles import summary as summaries
 
     image_dir = tmp_path / "flowers"
     make_folder(image_dir, photos, per_class=4)
@@ -419,7 +419,7 @@ def test_report_html_is_written_before_summary_json(tmp_path, photos, monkeypatc
 
 
 def test_the_size_histogram_survives_the_manifest_for_resume():
-    from prep.stages import Encoded, ShardResult, ShardStats, merged_sizes
+    from prep.core.values import Encoded, ShardResult, ShardStats, merged_sizes
 
     stats = ShardStats()
     for height, width in ((8, 8), (100, 300), (9000, 20)):

@@ -9,20 +9,22 @@ import json
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import cmyk_jpeg_bytes, jpeg_bytes, png_bytes
-from prep.encoders import ImageEncoder, PassthroughEncoder, RawEncoder, reduction, resized_size
-from prep.errors import ConfigError, EncodeError
-from prep.executors import LocalExecutor
-from prep.labels import SubdirLabels
-from prep.pipeline import convert
-from prep.sources import ImageDirSource
-from prep.split import NoSplit
-from prep.stages import ShardResult
-from prep.writers import TFRecordWriter
+from PIL import Image
 from test_exif import FIELDS, records  # the keys and the record reader of the EXIF tests, one definition
 
+from prep.core.errors import ConfigError, EncodeError
+from prep.core.values import ShardResult
+from prep.encoders.image import ImageEncoder
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.encoders.pixels import reduction, resized_size
+from prep.encoders.raw import RawEncoder
+from prep.executors.local import LocalExecutor
+from prep.labels.subdirs import SubdirLabels
+from prep.pipeline import convert
+from prep.sources.image_dir import ImageDirSource
+from prep.split import NoSplit
+from prep.writers import TFRecordWriter
 
 
 def photo(photos, height: int, width: int, i: int = 0) -> np.ndarray:

@@ -9,7 +9,6 @@ import random
 import cv2
 import numpy as np
 import pytest
-
 from conftest import crop, png_bytes, run_prep
 
 pytestmark = pytest.mark.slow

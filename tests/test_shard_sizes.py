@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from prep.errors import ConfigError
-from prep.writers import TFRecordWriter
 from test_config import composed, stages_of
+
+from prep.core.errors import ConfigError
+from prep.writers import TFRecordWriter
 
 SLIM = {"image/encoded": "encoded", "image/class/label": "label"}
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 import subprocess
+import sys
 
 import pytest
-
 from conftest import REPO, run_prep
+
 from prep.formats import tfrecord
 
 pytestmark = pytest.mark.slow

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from prep.errors import ConfigError
+from prep.core.errors import ConfigError
+from prep.core.values import Item
 from prep.split import NoSplit, StratifiedSplit
-from prep.stages import Item
 
 SIZES = {0: 1, 1: 2, 2: 7, 3: 10, 4: 33, 5: 101, 6: 250}  # an uneven multi-class folder
 

@@ -13,9 +13,8 @@ import subprocess
 import sys
 
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import REPO, console_scripts, make_class_folders
+from omegaconf import OmegaConf
 
 # Libraries that cost 50 ms to seconds to import and that no --help needs.
 HEAVY = ("numpy", "cv2", "pandas", "sklearn", "tensorflow", "ray", "google.protobuf", "torch", "PIL", "tqdm")
@@ -83,7 +82,7 @@ def test_prep_help_composes_once_and_imports_nothing_heavy(tmp_path):
     result = probe(tmp_path, "prep", "--help")
     assert result["stdout"].startswith("prep: turn a folder of images")
     assert imported(result["modules"], HEAVY) == []
-    assert not any(m.startswith(("prep.pipeline", "prep.writers", "prep.report")) for m in result["modules"])
+    assert not any(m.startswith(("prep.pipeline", "prep.writers", "prep.report", "prep.run", "prep.tools.report")) for m in result["modules"])
     # One composition for the config shown, one repository copy for it and one for listing every group
     # (Hydra alone: two compositions' worth of work and a copy per group, about 130).
     assert (result["compositions"], result["repository_copies"]) == (1, 2)

@@ -8,11 +8,11 @@ import pickle
 import numpy as np
 import pytest
 
-from prep.labels import SpaceLabels
-from prep.reader import read_items
-from prep.sources import ImageDirSource
-from prep.stages import Item
-from prep.table import ItemTable, Strings, StringsBuilder, repeated, sorted_contains, sorted_unique
+from prep.core.table import ItemTable, Strings, StringsBuilder, repeated, sorted_contains, sorted_unique
+from prep.core.values import Item
+from prep.labels.space import SpaceLabels
+from prep.run.listing import read_items
+from prep.sources.image_dir import ImageDirSource
 
 NAMES = ["a.jpg", "", "café/é.png", "x\udcff.jpg", "日本/猫.jpg", "z" * 300]
 
@@ -104,7 +104,7 @@ def test_hard_links_and_symlinks_are_one_file_whatever_the_names(tmp_path):
 def test_a_file_named_through_a_symlinked_folder_is_the_same_image(tmp_path):
     """real/r.jpg and alias/r.jpg (alias -> real) are one file: listed twice with one label, written once; with
     two labels, an error naming both; named only through the alias, it is not unlabelled."""
-    from prep.errors import InputError
+    from prep.core.errors import InputError
 
     root = tmp_path / "images"
     (root / "real").mkdir(parents=True)
@@ -123,7 +123,7 @@ def test_a_file_named_through_a_symlinked_folder_is_the_same_image(tmp_path):
 
 
 def test_a_folder_moved_out_of_the_image_folder_during_the_run_is_not_read(tmp_path):
-    from prep.errors import EncodeError
+    from prep.core.errors import EncodeError
 
     root, outside = tmp_path / "images", tmp_path / "outside"
     (root / "sub").mkdir(parents=True)
@@ -166,7 +166,7 @@ def test_resolving_many_names_gives_what_resolving_each_gives(tmp_path, symlinke
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from prep.errors import EncodeError
+    from prep.core.errors import EncodeError
 
     root = tmp_path / "images"
     _folder_of_awkward_names(root)

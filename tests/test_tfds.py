@@ -13,17 +13,20 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from conftest import REPO, crop, make_class_folders, png_bytes
-from prep import tfds_metadata
-from prep.encoders import PassthroughEncoder, RawEncoder
-from prep.errors import ConfigError
-from prep.executors import LocalExecutor
-from prep.labels import EmbeddedLabels, SpaceLabels, SubdirLabels
+
+from prep.core.errors import ConfigError
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.encoders.raw import RawEncoder
+from prep.executors.local import LocalExecutor
+from prep.labels.embedded import EmbeddedLabels
+from prep.labels.space import SpaceLabels
+from prep.labels.subdirs import SubdirLabels
 from prep.pipeline import convert
-from prep.sources import DigitsSource, ImageDirSource
+from prep.sources.digits import DigitsSource
+from prep.sources.image_dir import ImageDirSource
 from prep.split import NoSplit, StratifiedSplit
-from prep.writers import TFRecordWriter
+from prep.writers import TFRecordWriter, tfds_metadata
 
 TFDS_KEYS = {"image": "encoded", "label": "label", "image/filename": "filename"}  # conf/features/tfds.yaml
 SLIM = {
@@ -267,7 +270,7 @@ def test_template_of_patterns():
 
 
 def test_verify_checks_the_metadata_files(tmp_path, flowers):
-    from prep.verify import verify_run
+    from prep.tools.verify import verify_run
 
     out = tmp_path / "run"
     run(out, flowers, writer=TFRecordWriter(shard_size=5, features=TFDS_KEYS))

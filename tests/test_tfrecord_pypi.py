@@ -12,15 +12,15 @@ import sys
 from collections import Counter
 
 import pytest
+from test_pipeline import SLIM
 
-from prep.encoders import ImageEncoder
-from prep.executors import LocalExecutor
-from prep.labels import EmbeddedLabels
+from prep.encoders.image import ImageEncoder
+from prep.executors.local import LocalExecutor
+from prep.labels.embedded import EmbeddedLabels
 from prep.pipeline import convert
-from prep.sources import DigitsSource
+from prep.sources.digits import DigitsSource
 from prep.split import StratifiedSplit
 from prep.writers import TFRecordWriter
-from test_pipeline import SLIM
 
 # The reader runs in a subprocess: the tfrecord package registers its own copy of example.proto under
 # TensorFlow's proto names, after which TensorFlow itself no longer imports in that process.

@@ -12,22 +12,26 @@ import json
 import shutil
 import struct
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import crop, jpeg_bytes
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from conftest import crop, jpeg_bytes
-from prep import inspect, load, verify
-from prep import summary as summaries
-from prep.encoders import ImageEncoder
-from prep.errors import PrepError
-from prep.executors import LocalExecutor
-from prep.labels import EmbeddedLabels
+from prep import load
+from prep.core.errors import PrepError
+from prep.encoders.image import ImageEncoder
+from prep.executors.local import LocalExecutor
+from prep.labels.base import LabelFormat
+from prep.labels.embedded import EmbeddedLabels
 from prep.pipeline import convert
-from prep.sources import DigitsSource, LabelEntry
+from prep.runfiles import summary as summaries
+from prep.sources.base import LabelEntry
+from prep.sources.digits import DigitsSource
 from prep.split import NoSplit, StratifiedSplit
+from prep.tools import inspect, verify
 from prep.writers import OFRecordWriter, TFRecordWriter
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -45,11 +49,11 @@ TFDS = "{dataset}-{split}.tfrecord-{index:05d}-of-{count:05d}"
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-class NamedDigitLabels:
+class NamedDigitLabels(LabelFormat):
     """The digits with class names ("three"), so records carry image/class/text and label_map is filled."""
 
-    def entries(self, source) -> list[LabelEntry]:
-        return [LabelEntry(e.name, NAMES[int(e.label)], e.where, e.ref) for e in source.labelled_entries()]
+    def iter_entries(self, source) -> Iterator[LabelEntry]:
+        return iter([LabelEntry(e.name, NAMES[int(e.label)], e.where, e.ref) for e in source.labelled_entries()])
 
 
 def convert_digits(out: Path, writer, labels=None, splitter=None, limit: int = 60) -> dict:

@@ -18,34 +18,38 @@ import signal
 import socket
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from prep import inspect, load, verify
-from prep import summary as summaries
-from prep.encoders import ImageEncoder
-from prep.errors import InputError
-from prep.executors import LocalExecutor
-from prep.formats import ofrecord
-from prep.labels import EmbeddedLabels
-from prep.pipeline import convert
-from prep.sources import DigitsSource, LabelEntry
-from prep.split import NoSplit
-from prep.writers import TFRecordWriter
 from test_verify import HYPOTHESIS, SLIM, call
+
+from prep import load
+from prep.core.errors import InputError
+from prep.encoders.image import ImageEncoder
+from prep.executors.local import LocalExecutor
+from prep.formats import ofrecord
+from prep.labels.base import LabelFormat
+from prep.labels.embedded import EmbeddedLabels
+from prep.pipeline import convert
+from prep.runfiles import summary as summaries
+from prep.sources.base import LabelEntry
+from prep.sources.digits import DigitsSource
+from prep.split import NoSplit
+from prep.tools import inspect, verify
+from prep.writers import TFRecordWriter
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 HUGE_IDS = [1234567890123456789, INT64_MIN, INT64_MAX]
 
 
-class HugeIdLabels:
+class HugeIdLabels(LabelFormat):
     """Integer labels at the ends of int64 (a run of these exits 0, so the tools must read it back)."""
 
-    def entries(self, source) -> list[LabelEntry]:
-        return [LabelEntry(e.name, str(HUGE_IDS[int(e.label) % 3]), e.where, e.ref) for e in source.labelled_entries()]
+    def iter_entries(self, source) -> Iterator[LabelEntry]:
+        return iter([LabelEntry(e.name, str(HUGE_IDS[int(e.label) % 3]), e.where, e.ref) for e in source.labelled_entries()])
 
 
 def convert_digits(out: Path, writer, labels=None, limit: int = 12) -> dict:
@@ -314,9 +318,10 @@ def png_declaring(width: int, height: int) -> bytes:
 def bomb_run(tmp_path_factory, photos) -> tuple[Path, int]:
     """A passthrough run (its max_pixels raised) holding two photos and a PNG declaring 30000x30000."""
     from conftest import crop, png_bytes
-    from prep.encoders import PassthroughEncoder
-    from prep.labels import SpaceLabels
-    from prep.sources import ImageDirSource
+
+    from prep.encoders.passthrough import PassthroughEncoder
+    from prep.labels.space import SpaceLabels
+    from prep.sources.image_dir import ImageDirSource
 
     root = tmp_path_factory.mktemp("bomb")
     (root / "images").mkdir()

@@ -14,19 +14,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import crop, make_class_folders
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import crop, make_class_folders
-from prep import inspect, load, verify
-from prep.encoders import ImageEncoder, PassthroughEncoder, RawEncoder
-from prep.errors import ConfigError
-from prep.executors import LocalExecutor
+from prep import load
+from prep.core.errors import ConfigError
+from prep.encoders.image import ImageEncoder
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.encoders.raw import RawEncoder
+from prep.executors.local import LocalExecutor
 from prep.formats import tar, wds
-from prep.labels import SubdirLabels
+from prep.labels.subdirs import SubdirLabels
 from prep.pipeline import convert
-from prep.sources import ImageDirSource
+from prep.sources.image_dir import ImageDirSource
 from prep.split import StratifiedSplit
+from prep.tools import inspect, verify
 from prep.writers import FORMATS, WebDatasetWriter
 
 CLASSES = ("daisy", "rose", "tulip")

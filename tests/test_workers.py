@@ -8,10 +8,10 @@ import time
 import pytest
 
 from prep import pipeline
-from prep.encoders import PassthroughEncoder
-from prep.executors import LocalExecutor
-from prep.labels import SpaceLabels
-from prep.sources import ImageDirSource
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.executors.local import LocalExecutor
+from prep.labels.space import SpaceLabels
+from prep.sources.image_dir import ImageDirSource
 from prep.split import NoSplit
 from prep.writers.tfrecord import TFRecordWriter
 
@@ -99,7 +99,7 @@ def test_workers_that_do_not_die_of_sigterm_are_killed(tmp_path):
         """
         import signal, time
         from prep import executors
-        from prep.executors import LocalExecutor
+        from prep.executors.local import LocalExecutor
         executors._worker_init = lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         executor = LocalExecutor(2)
         executor.start()
@@ -126,7 +126,7 @@ def test_ending_the_workers_survives_a_default_sigpipe():
     script = textwrap.dedent(
         """
         import signal
-        from prep.executors import LocalExecutor
+        from prep.executors.local import LocalExecutor
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         for _ in range(3):
             executor = LocalExecutor(2)
@@ -151,7 +151,7 @@ def test_a_worker_ended_halfway_through_sending_its_result_does_not_hang_the_sto
     script = textwrap.dedent(
         """
         import os, signal, struct, threading, time
-        from prep.executors import LocalExecutor
+        from prep.executors.local import LocalExecutor
 
         executor = LocalExecutor(2)
 

@@ -5,24 +5,26 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from conftest import crop, png_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import crop, png_bytes
-from prep.encoders import PassthroughEncoder
-from prep.errors import ConfigError, InputError, PrepError, WriteError
-from prep.executors import LocalExecutor
-from prep.labels import JsonlLabels, SpaceLabels
+from prep.core.errors import ConfigError, InputError, PrepError, WriteError
+from prep.encoders.passthrough import PassthroughEncoder
+from prep.executors.local import LocalExecutor
+from prep.labels.jsonl import JsonlLabels
+from prep.labels.space import SpaceLabels
 from prep.pipeline import convert
-from prep.reader import read_items
-from prep.sources import ImageDirSource
+from prep.run.listing import read_items
+from prep.sources.base import Source
+from prep.sources.image_dir import ImageDirSource
 from prep.split import NoSplit
 from prep.writers import OFRecordWriter, TFRecordWriter
 
 ONEFLOW = {"images": "encoded", "labels": "label:int32"}
 
 
-class AnyName:
+class AnyName(Source):
     """A source where every name is a file: label checks without a folder of images."""
 
     def check(self) -> None:

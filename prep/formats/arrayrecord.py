@@ -8,11 +8,9 @@ that reading record i decompresses one record, not a group.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 
-from prep.errors import ConfigError, InputError, PrepError
+from prep.core.errors import ConfigError, InputError, PrepError
 
 _READ_IN: int | None = None  # the process that opened ArrayRecord files (a forked child cannot, see Reader)
 RANDOM_ACCESS_OPTIONS = "readahead_buffer_size:0,max_parallelism:0"  # the library's advice for random access
@@ -92,23 +90,9 @@ class Reader:
 
 
 def read_payloads(path: str) -> Iterator[bytes]:
-    """Every record of one file, in order, read in batches (memory bounded by the batch, not the file).
-
-    A file in object storage (s3://) is copied to a local temporary file first: array_record reads local files.
-    """
-    from prep import storage
-
-    if storage.is_url(path):
-        handle, local = tempfile.mkstemp(prefix="prep-", suffix=".array_record")
-        try:
-            with os.fdopen(handle, "wb") as out, storage.open_read(path) as f:
-                shutil.copyfileobj(f, out, 1 << 20)
-            yield from read_payloads(local)
-        except FileNotFoundError:
-            raise InputError(f"{path}: cannot read: No such file or directory") from None
-        finally:
-            os.remove(local)
-        return
-    with Reader(storage.local(path)) as reader:
+    """Every record of one local file, in order, read in batches (memory bounded by the batch, not the file).
+    The array_record library reads local files only: a shard in object storage is copied first by the caller
+    (prep.core.storage.local_copy)."""
+    with Reader(path) as reader:
         for start in range(0, len(reader), _BATCH):
             yield from reader.read_many(range(start, min(start + _BATCH, len(reader))))

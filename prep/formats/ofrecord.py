@@ -6,7 +6,7 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import BinaryIO
 
-from prep.errors import PrepError
+from prep.core.errors import PrepError
 from prep.formats import protowire
 from prep.formats.protowire import Kind
 

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from prep.errors import PrepError
+from prep.core.errors import PrepError
 
 _U64 = (1 << 64) - 1
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from prep.errors import PrepError
+from prep.core.errors import PrepError
 
 BLOCK = 512
 END_OF_ARCHIVE = bytes(2 * BLOCK)  # two zero blocks end an archive

@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 import google_crc32c
 
-from prep.errors import PrepError
+from prep.core.errors import PrepError
 from prep.formats import protowire
 from prep.formats.protowire import Kind
 

@@ -2,9 +2,9 @@
 One module per choice in conf/split/."""
 
 from prep.split.base import SPLIT_NAMES, Splitter, rank
-from prep.split.none import NoSplit
 from prep.split.column import ColumnSplit
 from prep.split.folders import FolderSplit
+from prep.split.none import NoSplit
 from prep.split.stratified import StratifiedSplit, split_counts
 
 _split_counts = split_counts  # the name earlier code used

@@ -6,9 +6,9 @@ import hashlib
 import logging
 from collections import Counter, defaultdict
 
-from prep.errors import ConfigError
-from prep.stages import Item
-from prep.table import ItemTable, label_counts
+from prep.core.errors import ConfigError
+from prep.core.table import ItemTable, label_counts
+from prep.core.values import Item
 
 log = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "validation", "test")
@@ -70,6 +70,7 @@ class Splitter:
     scan = False  # whether the content scan runs even without hashing (to know bad files before splitting)
     columns: dict[str, str] = {}  # label-file columns the splitter reads -> the setting that names them
     predefined = False  # whether the split of every image is given (keep=first then keeps evaluation copies)
+    groups_info: dict = {}  # with split.group_by: summary.json's `groups` (the setting, how many groups, unmatched)
 
     def __init__(self) -> None:
         self.notes: list[str] = []
@@ -90,12 +91,23 @@ class Splitter:
             )
         self.dedup, self.dedup_keep, self.near_distance = dedup, dedup_keep, near_distance
 
+    @property
+    def scans(self) -> bool:
+        """Whether the run reads every image before splitting (the content scan): to hash it for duplicates,
+        or, with `scan`, only to know the bad files first."""
+        return self.dedup != "none" or self.scan
+
     def note(self, text: str) -> None:
         self.notes.append(text)
         log.warning(text)
 
     def prepare(self, labels) -> None:
         """Adjust or check the label stage before it is read (split=folders reads classes one level down)."""
+
+    def split_of(self, item: Item, fields: dict) -> str:
+        """The split a predefined splitter gives an image (its folder, its split column); InputError for an
+        image it cannot place. Only called where `predefined` is true."""
+        raise NotImplementedError
 
     def group_of(self, item: Item, fields: dict) -> str | None:
         """The group an image belongs to (images of one group share a split), or None."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from prep.errors import ConfigError, InputError
+from prep.core.errors import ConfigError, InputError
+from prep.core.values import Item
 from prep.split.base import canonical_split
 from prep.split.predefined import ACCEPTED, PredefinedSplit
-from prep.stages import Item
 
 
 class ColumnSplit(PredefinedSplit):
@@ -21,7 +21,7 @@ class ColumnSplit(PredefinedSplit):
         self.columns = {column: "split.column"}
 
     def prepare(self, labels) -> None:
-        if not getattr(labels, "has_columns", False):
+        if not labels.has_columns:
             raise ConfigError(f"split=column reads split.column={self.column!r} from the label file: use labels=csv or labels=jsonl")
 
     def split_of(self, item: Item, fields: dict) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from prep.errors import ConfigError, InputError
+from prep.core.errors import ConfigError, InputError
+from prep.core.values import Item
 from prep.split.base import canonical_split
 from prep.split.predefined import ACCEPTED, PredefinedSplit
-from prep.stages import Item
 
 
 class FolderSplit(PredefinedSplit):
@@ -15,7 +15,8 @@ class FolderSplit(PredefinedSplit):
         super().__init__(strict, shuffle, seed, dedup, dedup_keep, near_distance)
 
     def prepare(self, labels) -> None:
-        from prep.labels import EmbeddedLabels, SubdirLabels
+        from prep.labels.embedded import EmbeddedLabels
+        from prep.labels.subdirs import SubdirLabels
 
         if isinstance(labels, SubdirLabels):
             labels.level = 1  # the class is the folder inside the split folder

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prep.errors import ConfigError
+from prep.core.errors import ConfigError
+from prep.core.values import Item
 from prep.split.base import Splitter, rank
-from prep.stages import Item
 
 
 class NoSplit(Splitter):

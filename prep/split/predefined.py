@@ -6,9 +6,9 @@ split is a warning naming it, an error with split.strict=true.
 
 from __future__ import annotations
 
-from prep.errors import InputError
+from prep.core.errors import InputError
+from prep.core.values import Item
 from prep.split.base import SPLIT_NAMES, Splitter, balance, class_text, gather, missing_classes, rank
-from prep.stages import Item
 
 ACCEPTED = "train, validation (or val, valid), test"
 

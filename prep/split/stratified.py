@@ -8,10 +8,10 @@ import math
 import re
 from collections import Counter, defaultdict
 
-from prep.errors import ConfigError, InputError
+from prep.core.errors import ConfigError, InputError
+from prep.core.table import ItemTable, label_counts
+from prep.core.values import Item
 from prep.split.base import SPLIT_NAMES, Splitter, balance, class_text, gather, rank, rank_indices
-from prep.stages import Item
-from prep.table import ItemTable, label_counts
 
 _ORDER = {"test": 0, "validation": 1, "train": 2}  # equal costs: the smaller split first
 
@@ -78,7 +78,7 @@ class StratifiedSplit(Splitter):
         self.groups_info: dict = {}
 
     def prepare(self, labels) -> None:
-        if self.columns and not getattr(labels, "has_columns", False):
+        if self.columns and not labels.has_columns:
             raise ConfigError(
                 f"split.group_by={self.group_by!r} names a label-file column, but this label format has no columns: use labels=csv or "
                 "labels=jsonl with that column, or a regular expression with one capture group in parentheses on the image path, "
@@ -114,7 +114,7 @@ class StratifiedSplit(Splitter):
         return [m for m in members.values() if len(m) > 1]
 
     def assign(self, items: list[Item], units=None, *, fields=None, class_names=None) -> dict[str, list[Item]]:
-        from prep.dedup import UnionFind
+        from prep.core.unionfind import UnionFind
 
         self.notes = []
         units = [*(units or []), *self._group_units(items, fields)]

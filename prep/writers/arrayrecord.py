@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 
-from prep import storage
-from prep.errors import WriteError
+from prep.core import storage
+from prep.core.errors import WriteError
 from prep.formats import arrayrecord, tfrecord
-from prep.tfds_metadata import TFDSMetadata
 from prep.writers.base import RecordWriter
+from prep.writers.tfds_metadata import TFDSMetadata
 
 
 class ArrayRecordWriter(TFDSMetadata, RecordWriter):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prep.errors import ConfigError, InputError, WriteError
+from prep.core.errors import ConfigError, InputError, WriteError
+from prep.core.values import Encoded, Item
 from prep.formats import protowire
-from prep.stages import Encoded, Item
 from prep.writers.pattern import check_pattern
 from prep.writers.sink import ShardSink
 
@@ -55,8 +55,10 @@ def record_values(item: Item, encoded: Encoded, class_names: list[str] | None) -
 class RecordWriter:
     """What every record format shares: sharding, shard naming and the feature spec."""
 
-    format = ""
-    types: tuple[str, ...] = ()
+    format = ""  # summary.json's "format", and the name verify and the loaders know the shards by
+    types: tuple[str, ...] = ()  # the feature types this format can store (features: key: field:type)
+    compression: str | None = None  # a whole-shard compression ("gzip", "zlib"), where the format has one
+    dali_index: bool = False  # whether a DALI index file is written beside every shard
 
     def __init__(
         self, shard_size: int | None, num_shards: int | None, pattern: str, features: Mapping[str, str], shard_fill: str = "even"

@@ -6,7 +6,7 @@ import re
 import string
 import unicodedata
 
-from prep.errors import ConfigError
+from prep.core.errors import ConfigError
 
 PATTERN_FIELDS = {"dataset", "split", "index", "number", "count"}
 

@@ -6,14 +6,23 @@ import gzip
 import hashlib
 import zlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from prep import storage
-from prep.errors import WriteError
+from prep.core import storage
+from prep.core.errors import WriteError
 from prep.formats import protowire
 
-if TYPE_CHECKING:
-    from prep.writers.base import RecordWriter
+
+class Framing(Protocol):
+    """What a sink asks of its writer (prep.writers.base.RecordWriter meets it): the record frames, the bytes
+    that end a shard, and the shard-level options."""
+
+    compression: str | None
+    dali_index: bool
+
+    def frame(self, values: Mapping[str, object]) -> list[bytes]: ...
+
+    def footer(self) -> bytes: ...
 
 
 class _HashingFile:
@@ -61,20 +70,20 @@ class ShardSink:
     A run that dies part-way never leaves half a shard under a final name.
     """
 
-    def __init__(self, writer: "RecordWriter", output_dir: str, path: str) -> None:
+    def __init__(self, writer: Framing, output_dir: str, path: str) -> None:
         self.writer = writer
         self.path = path
         self.final = storage.join(output_dir, path)
         self.num_records = 0
         self.bytes_written = 0  # record bytes before compression, for the progress bar
         self._offset = 0  # position in the uncompressed stream, for DALI index lines
-        self._index: list[str] | None = [] if getattr(writer, "dali_index", False) else None
+        self._index: list[str] | None = [] if writer.dali_index else None
         try:
             self._file = storage.AtomicFile(self.final)
         except OSError as err:
             raise WriteError(f"{self.final}: cannot create shard: {err.strerror}") from None
         self._raw = _HashingFile(self._file.file)
-        compression = getattr(writer, "compression", None)
+        compression = writer.compression
         self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0, compresslevel=6) if compression == "gzip" else None
         self._zlib = zlib.compressobj(6) if compression == "zlib" else None
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prep.errors import ConfigError
+from prep.core.errors import ConfigError
 from prep.formats import tfrecord
-from prep.tfds_metadata import TFDSMetadata
 from prep.writers.base import RecordWriter, join_small_ends
+from prep.writers.tfds_metadata import TFDSMetadata
 
 
 class TFRecordWriter(TFDSMetadata, RecordWriter):

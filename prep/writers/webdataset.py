@@ -8,7 +8,7 @@ import posixpath
 from collections.abc import Mapping
 from urllib.parse import urlparse
 
-from prep.errors import ConfigError, WriteError
+from prep.core.errors import ConfigError, WriteError
 from prep.formats import tar, wds
 from prep.writers.base import RecordWriter
 from prep.writers.sink import ShardSink
