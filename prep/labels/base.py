@@ -33,7 +33,7 @@ def excerpt(text: str, size: int = 80) -> str:
     return f"{text[: size // 2]!r}... ({len(text)} characters)"
 
 
-def _check_label_file(path: str) -> None:
+def check_label_file(path: str) -> None:
     """The path is a regular file: a folder is a mistake, and opening a FIFO would wait forever for a writer."""
     if not path:
         raise InputError("labels.path is not set: give the label file, e.g. labels.path=/data/val.txt")
@@ -55,13 +55,13 @@ def _check_label_file(path: str) -> None:
         raise InputError(f"labels.path={path}: not a regular file (a FIFO, socket or device), expected a label file")
 
 
-def _lines(path: str) -> Iterator[tuple[int, str]]:
+def label_lines(path: str) -> Iterator[tuple[int, str]]:
     """(line number, text without its line break) for every line.
 
     CRLF, CR, byte-order marks and a missing final newline are fine. Lines are read and decoded one at a
     time, so a problem (not UTF-8, a NUL byte, a line of a gigabyte) is named with its exact line.
     """
-    _check_label_file(path)
+    check_label_file(path)
     try:
         with storage.open_read(path) as f:
             for number, raw in read_lines(f, path, universal=True):
@@ -76,7 +76,7 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
         raise InputError(f"labels.path={path}: cannot read: {err.strerror or err}") from None
 
 
-class _JsonInt:
+class JsonInt:
     """An integer as a JSON line writes it: its digits are kept, so any size parses and nothing is rounded."""
 
     __slots__ = ("text",)
@@ -85,36 +85,36 @@ class _JsonInt:
         self.text = text
 
 
-class _DuplicateKey(Exception):
+class DuplicateKey(Exception):
     """A JSON object naming a key twice: json.loads would silently keep the last value."""
 
 
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
     row = dict(pairs)
     if len(row) != len(pairs):
-        raise _DuplicateKey(next(key for i, (key, _) in enumerate(pairs) if key in dict(pairs[:i])))
+        raise DuplicateKey(next(key for i, (key, _) in enumerate(pairs) if key in dict(pairs[:i])))
     return row
 
 
-_JSON_TYPES = {bool: "true/false", float: "a number with a fraction or exponent", type(None): "null", list: "a list", dict: "an object"}
+JSON_TYPES = {bool: "true/false", float: "a number with a fraction or exponent", type(None): "null", list: "a list", dict: "an object"}
 
 
-def _label_text(value: object, where: str, line: str) -> str:
+def label_text(value: object, where: str, line: str) -> str:
     """The label as text: a JSON integer's digits, or a string cleaned of invisible ends; anything else is an error."""
-    if isinstance(value, _JsonInt):
+    if isinstance(value, JsonInt):
         return value.text
     if isinstance(value, str):
         text = clean(value)
-        if text and not _has_surrogate(text):
+        if text and not has_surrogate(text):
             return text
         if text:
             raise InputError(f"{where}: the label {excerpt(text)} is not valid Unicode (a lone surrogate), got {excerpt(line)}")
-    kind = next((name for t, name in _JSON_TYPES.items() if isinstance(value, t)), None)
+    kind = next((name for t, name in JSON_TYPES.items() if isinstance(value, t)), None)
     detail = f" ({kind})" if kind and not isinstance(value, str) else ""
     raise InputError(f"{where}: the label must be an integer or a class name, got {excerpt(line)}{detail}")
 
 
-def _has_surrogate(text: str) -> bool:
+def has_surrogate(text: str) -> bool:
     # Only JSON's \ud800-style escapes make them; they cannot be written as UTF-8 into a record.
     try:
         text.encode("utf-8")
@@ -123,12 +123,12 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-def _field_text(row, key: str, setting: str, where: str, line: str) -> str:
+def field_text(row, key: str, setting: str, where: str, line: str) -> str:
     """A JSON line's field a splitter reads (a group, a split), as text."""
     if not isinstance(row, dict) or key not in row:
         raise InputError(f'{where}: no "{key}" field ({setting}): {excerpt(line)}')
     value = row[key]
-    if isinstance(value, _JsonInt):
+    if isinstance(value, JsonInt):
         return value.text
     if isinstance(value, str):
         return clean(value)

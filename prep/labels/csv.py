@@ -6,7 +6,7 @@ import csv
 from collections.abc import Iterator
 
 from prep.core.errors import InputError
-from prep.labels.base import LabelFormat, _label_text, _lines, check_kind, excerpt
+from prep.labels.base import LabelFormat, check_kind, excerpt, label_lines, label_text
 from prep.sources.base import LabelEntry, clean
 
 
@@ -26,7 +26,7 @@ class CsvLabels(LabelFormat):
         numbers: list[int] = []  # the file lines of the row being read (the csv reader reads no further)
 
         def texts():
-            for number, line in _lines(self.path):
+            for number, line in label_lines(self.path):
                 numbers.append(number)
                 yield line + "\n"  # the csv reader keeps a line break inside a quoted field only if it sees one
 
@@ -53,7 +53,7 @@ class CsvLabels(LabelFormat):
                 if not name:
                     raise InputError(f"{where}: empty {self.filename_column!r}: {excerpt(','.join(row))}")
                 extra = tuple(clean(row[at]) for at in extra_at) if extra_at else None
-                yield LabelEntry(name, _label_text(label, where, ",".join(row)), where, None, extra)
+                yield LabelEntry(name, label_text(label, where, ",".join(row)), where, None, extra)
         except csv.Error as err:
             line = numbers[first] if first < len(numbers) else "?"
             raise InputError(f"{self.path}:{line}: not CSV as expected: {err}") from None

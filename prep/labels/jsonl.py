@@ -7,16 +7,16 @@ from collections.abc import Iterator
 
 from prep.core.errors import InputError
 from prep.labels.base import (
+    DuplicateKey,
+    JsonInt,
     LabelFormat,
-    _DuplicateKey,
-    _field_text,
-    _has_surrogate,
-    _JsonInt,
-    _label_text,
-    _lines,
-    _unique_keys,
     check_kind,
     excerpt,
+    field_text,
+    has_surrogate,
+    label_lines,
+    label_text,
+    unique_keys,
 )
 from prep.sources.base import LabelEntry
 
@@ -34,13 +34,13 @@ class JsonlLabels(LabelFormat):
         self.columns: dict[str, str] = {}  # fields a splitter reads -> the setting naming them (split.group_by, split.column)
 
     def iter_entries(self, source) -> Iterator[LabelEntry]:
-        for number, line in _lines(self.path):
+        for number, line in label_lines(self.path):
             if not line.strip():
                 continue
             where = f"{self.path}:{number}"
             try:
-                row = json.loads(line, parse_int=_JsonInt, object_pairs_hook=_unique_keys)
-            except _DuplicateKey as err:
+                row = json.loads(line, parse_int=JsonInt, object_pairs_hook=unique_keys)
+            except DuplicateKey as err:
                 raise InputError(f"{where}: names {str(err)!r} twice; which value is meant? {excerpt(line)}") from None
             except json.JSONDecodeError as err:
                 raise InputError(f"{where}: not JSON ({err.msg} at column {err.colno}): {excerpt(line)}") from None
@@ -56,7 +56,7 @@ class JsonlLabels(LabelFormat):
                 raise InputError(
                     f'{where}: expected {{"filename": label}} or {{"{self.filename_key}": ..., "{self.label_key}": ...}}, got {excerpt(line)}'
                 )
-            if not isinstance(name, str) or not name.strip() or _has_surrogate(name):
+            if not isinstance(name, str) or not name.strip() or has_surrogate(name):
                 raise InputError(f"{where}: the filename must be a non-empty string, got {excerpt(line)}")
-            extra = tuple(_field_text(row, key, setting, where, line) for key, setting in self.columns.items()) if self.columns else None
-            yield LabelEntry(name.replace("\ufeff", ""), _label_text(label, where, line), where, None, extra)
+            extra = tuple(field_text(row, key, setting, where, line) for key, setting in self.columns.items()) if self.columns else None
+            yield LabelEntry(name.replace("\ufeff", ""), label_text(label, where, line), where, None, extra)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prep.core.errors import InputError
-from prep.labels.base import LabelFormat, _label_text, _lines, check_kind, excerpt
+from prep.labels.base import LabelFormat, check_kind, excerpt, label_lines, label_text
 from prep.sources.base import LabelEntry
 
 
@@ -18,7 +18,7 @@ class SpaceLabels(LabelFormat):
 
     def iter_entries(self, source) -> Iterator[LabelEntry]:
         path = self.path
-        for number, line in _lines(path):
+        for number, line in label_lines(path):
             parts = line.split()
             if len(parts) == 2 and parts[1].isascii() and parts[1].isalnum() and parts[0][0] != "#":  # "name 3", "name n01440764"
                 yield LabelEntry(parts[0], parts[1], f"{path}:{number}")
@@ -29,4 +29,4 @@ class SpaceLabels(LabelFormat):
             where = f"{path}:{number}"
             if len(parts) != 2:
                 raise InputError(f'{where}: expected "filename label", got {excerpt(line)}')
-            yield LabelEntry(parts[0], _label_text(parts[1], where, line), where)
+            yield LabelEntry(parts[0], label_text(parts[1], where, line), where)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from prep.core import storage
 from prep.core.errors import ConfigError, EncodeError, InputError
 from prep.sources.base import LabelEntry, Source
-from prep.sources.walk import Listing, _walk, is_image_name
+from prep.sources.walk import Listing, is_image_name, walk
 
 MISSING = "listed in the label file but missing from source.image_dir"
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")  # C:\\data\\x.jpg: a Windows absolute path
@@ -61,7 +61,7 @@ class ImageDirSource(Source):
             if storage.is_url(self.image_dir):
                 self._listing = Listing.of_names(storage.find(self.image_dir))  # object stores have no symlinks
             else:
-                self._listing = _walk(self.image_dir)
+                self._listing = walk(self.image_dir)
         return self._listing
 
     def release(self) -> None:

@@ -159,7 +159,7 @@ def _walk_entries(image_dir: str, root: str) -> Iterator[tuple[str, str, object]
             stack.pop()
 
 
-def _walk(image_dir: str) -> Listing:
+def walk(image_dir: str) -> Listing:
     """List a local folder without following a symlinked folder into itself or out of the folder.
 
     As _walk_entries, unsorted, with a regular file (nearly every entry) handled inline: its path is hashed,
