@@ -17,6 +17,7 @@ import numpy as np
 from prep.core.errors import InputError
 from prep.core.table import ItemTable
 from prep.core.unionfind import UnionFind
+from prep.run.capped import CappedLog
 from prep.core.values import Item, Skip
 from prep.run.scan import Scanned
 
@@ -131,6 +132,8 @@ def resolve(items: list[Item], groups: list[DupGroup], *, mode: str, keep: str, 
     if conflicts and on_error == "fail":
         more = f" (and {len(conflicts) - 1} more such groups)" if len(conflicts) > 1 else ""
         raise InputError(f"the same image with different labels: {conflicts[0]}{more}; fix the labels, or pass on_error=skip to leave every copy out")
+    said_conflicts = CappedLog(log, "{count} more groups of the same image with different labels, every copy left out: summary.json duplicates lists every one")
+    said_near = CappedLog(log, "{count} more near-duplicate groups with different labels, kept: summary.json duplicates lists every one")
     for group in groups:
         for part in group.parts:
             if len({items[i].label for i in part}) > 1:
@@ -139,17 +142,19 @@ def resolve(items: list[Item], groups: list[DupGroup], *, mode: str, keep: str, 
                     drop.add(i)
                     others = [items[j].name for j in part if j != i]
                     skipped.append(Skip(items[i].name, f"the same image as {', '.join(others[:3])} with another label (a duplicate conflict)"))
-                log.warning("the same image with different labels, every copy left out: %s", _shown(items, part, class_names))
+                said_conflicts.warning("the same image with different labels, every copy left out: %s", _shown(items, part, class_names))
         remaining = [i for i in group.members if i not in drop]
         if len({items[i].label for i in remaining}) > 1:
             group.conflict = True
-            log.warning("near duplicates with different labels (kept, in one split; check them): %s", _shown(items, remaining, class_names))
+            said_near.warning("near duplicates with different labels (kept, in one split; check them): %s", _shown(items, remaining, class_names))
         if keep == "first" and remaining and not group.conflict:
             order = sorted(remaining, key=lambda i: (EVAL_FIRST.get(given_split(items[i]), 3) if given_split else 0, i))
             group.kept = {order[0]}
             drop.update(order[1:])
         else:
             group.kept = set(remaining)
+    said_conflicts.end()
+    said_near.end()
     kept_mask = np.ones(len(items), dtype=bool)
     kept_mask[sorted(drop)] = False
     new_index = np.cumsum(kept_mask) - 1  # an item's position among the kept ones

@@ -12,6 +12,7 @@ from prep.core.errors import InputError
 from prep.core.values import ShardPlan, Skip
 from prep.run import outputs
 from prep.run import plan_file as runplan
+from prep.run.capped import CappedLog
 from prep.run.content import Content, split_info
 from prep.run.context import Settings, Stages
 from prep.run.listing import Listing
@@ -64,8 +65,7 @@ def plan_run(stages: Stages, run: Settings, listing: Listing, content: Content |
         duplicates=info.get("duplicates"), balance=info.get("split_balance", {}), scan=info.get("scan"), warnings=warnings,
         sizes=runplan.estimated_sizes(items, source, stages.encoder, content.sizes if content else None) if run.dry_run or content else None,
     )
-    for warning in warnings[len(splitter.notes):]:  # the splitter's own notes are logged already
-        log.warning("%s", warning)
+    _log_warnings(warnings, splitter.note_kinds)
     try:
         check_skips(skipped, limit_skipped, run.max_skipped)
     except InputError as err:
@@ -73,6 +73,18 @@ def plan_run(stages: Stages, run: Settings, listing: Listing, content: Content |
             raise
         document["warnings"].append(f"the real run would stop: {err}")
     return RunPlan(splits, shards, metadata_paths, skipped, limit_skipped, {**run.run_info, **info, "warnings": warnings}, document)
+
+
+def _log_warnings(warnings: list[str], note_kinds: list[str]) -> None:
+    """Every warning once; the splitter's notes of one kind (one per class, say) capped: a few lines, then a count."""
+    capped: dict[str, CappedLog] = {}
+    for index, warning in enumerate(warnings):
+        kind = note_kinds[index] if index < len(note_kinds) else warning
+        if kind not in capped:
+            capped[kind] = CappedLog(log, f"{{count}} more notes like the above ({kind}): plan.json and summary.json list every one")
+        capped[kind].warning("%s", warning)
+    for said in capped.values():
+        said.end()
 
 
 def end_dry_run(plan: RunPlan, run: Settings) -> dict:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections import Counter, defaultdict
 
 from prep.core.errors import ConfigError
 from prep.core.table import ItemTable, label_counts
 from prep.core.values import Item
 
-log = logging.getLogger(__name__)
 SPLIT_NAMES = ("train", "validation", "test")
 # How predefined splits may be spelled (folder names, split column values), case-insensitively.
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation", "test": "test"}
@@ -74,6 +72,7 @@ class Splitter:
 
     def __init__(self) -> None:
         self.notes: list[str] = []
+        self.note_kinds: list[str] = []
         self.balance: dict = {}
 
     def set_dedup(self, dedup: str, dedup_keep: str, near_distance: int) -> None:
@@ -97,9 +96,11 @@ class Splitter:
         or, with `scan`, only to know the bad files first."""
         return self.dedup != "none" or self.scan
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, kind: str = "") -> None:
+        """A warning about the assignment, for the log, plan.json and summary.json's split_notes. Notes of one
+        kind (one per class, say) are logged capped by the planning step: a few lines, then a count."""
         self.notes.append(text)
-        log.warning(text)
+        self.note_kinds.append(kind or text)
 
     def prepare(self, labels) -> None:
         """Adjust or check the label stage before it is read (split=folders reads classes one level down)."""

@@ -27,7 +27,7 @@ class PredefinedSplit(Splitter):
         raise NotImplementedError
 
     def assign(self, items: list[Item], units=None, *, fields=None, class_names=None) -> dict[str, list[Item]]:
-        self.notes = []
+        self.notes, self.note_kinds = [], []
         where: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
         for index, item in enumerate(items):
             where[self.split_of(item, fields or {})].append(index)

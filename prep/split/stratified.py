@@ -116,7 +116,7 @@ class StratifiedSplit(Splitter):
     def assign(self, items: list[Item], units=None, *, fields=None, class_names=None) -> dict[str, list[Item]]:
         from prep.core.unionfind import UnionFind
 
-        self.notes = []
+        self.notes, self.note_kinds = [], []
         units = [*(units or []), *self._group_units(items, fields)]
         groups = []
         if units:
@@ -194,6 +194,6 @@ class StratifiedSplit(Splitter):
             if not missing:
                 continue
             if label in labels_in_groups:
-                self.note(f"class {class_text(label, class_names)} has {totals[label]} image(s) but none in {' and '.join(missing)}: its groups are too large or too few")
+                self.note(f"class {class_text(label, class_names)} has {totals[label]} image(s) but none in {' and '.join(missing)}: its groups are too large or too few", kind="class missing from a split: groups")
             else:
-                self.note(f"class {class_text(label, class_names)} has {totals[label]} image(s): too few for {' and '.join(missing)}, kept in train")
+                self.note(f"class {class_text(label, class_names)} has {totals[label]} image(s): too few for {' and '.join(missing)}, kept in train", kind="class too small for a split")
