@@ -219,3 +219,43 @@ def test_a_pattern_is_refused_up_front_or_names_every_shard_safely(pattern):
             assert not path.startswith("/") and "\\" not in path
             assert all(part not in ("", ".", "..") and len(part.encode()) <= 255 for part in parts)
             assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in path)
+
+
+# --- records that could not be decoded back ------------------------------------------------------------
+
+
+def test_raw_pixels_of_a_folder_without_height_and_width_are_refused_before_anything_is_written(tmp_path, imagenet_folder):
+    """Raw bytes say nothing of their shape: images of a folder may differ in size, so a record without height
+    and width could never be rebuilt. Refused in one line naming the keys and the fix; the folder is untouched."""
+    from prep.encoders.raw import RawEncoder
+
+    out = tmp_path / "out"
+    for features in ({"image": "encoded", "label": "label", "image/filename": "filename"}, {"image": "encoded", "label": "label", "height": "height"}):
+        with pytest.raises(ConfigError) as err:
+            convert(
+                name="t", source=ImageDirSource(str(imagenet_folder.root)), labels=SpaceLabels(str(imagenet_folder.labels)), splitter=NoSplit("train"),
+                encoder=RawEncoder(), writer=TFRecordWriter(shard_size=10, features=features), executor=LocalExecutor(1), output_dir=str(out), progress=False,
+            )
+        assert "encoder=raw stores pixels without their shape" in str(err.value) and "+features.height=height +features.width=width" in str(err.value)
+        assert str(imagenet_folder.root) in str(err.value)
+        assert not out.exists()
+
+
+def test_raw_pixels_are_accepted_where_their_shape_is_known(tmp_path, imagenet_folder):
+    """With height and width stored, from a source of one shape (digits), or as .npy in a tar, raw runs go ahead."""
+    from prep.encoders.raw import RawEncoder
+    from prep.labels.embedded import EmbeddedLabels
+    from prep.sources.digits import DigitsSource
+    from prep.writers import WebDatasetWriter
+
+    folder = dict(source=ImageDirSource(str(imagenet_folder.root)), labels=SpaceLabels(str(imagenet_folder.labels)))
+    digits = dict(source=DigitsSource(), labels=EmbeddedLabels(), limit=20)
+    cases = [
+        (folder, TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label", "h": "height", "w": "width"})),
+        (digits, TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label"})),
+        (folder, WebDatasetWriter(shard_size=10)),
+    ]
+    for i, (stages, writer) in enumerate(cases):
+        summary = convert(name="t", splitter=NoSplit("train"), encoder=RawEncoder(), writer=writer, executor=LocalExecutor(1),
+                          output_dir=str(tmp_path / f"out{i}"), progress=False, **stages)
+        assert summary["num_records"] == (20 if stages is digits else len(imagenet_folder.names))

@@ -17,6 +17,9 @@ class Encoder:
     # Whether encoding decodes or encodes pixels (CPU work that releases the GIL): a shard task then encodes on
     # as many threads as the executor has workers; a pass-through copy is bound by reading and gains nothing.
     cpu_bound: bool = False
+    # Whether the stored bytes say nothing of their shape (raw pixels): a record must then store height and
+    # width beside them, or every image must have one shape, else no reader can rebuild the image.
+    needs_shape: bool = False
 
     def check(self, source) -> None:
         """Refuse, with a ConfigError before anything is read, a source this encoder cannot take (a pixel-array

@@ -12,6 +12,7 @@ class RawEncoder(Encoder):
     """Decoded pixels as raw uint8 bytes, height x width x channels, RGB order for colour."""
 
     cpu_bound = True
+    needs_shape = True
 
     def __init__(
         self, resize: int | None = None, channels: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, exif: str = "apply", reduce: str = "dct"

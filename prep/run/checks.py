@@ -17,9 +17,22 @@ def check_run(stages: Stages, run: Settings) -> None:
     check_name(run.name)
     skip_limit(run.max_skipped, 1)
     stages.encoder.check(stages.source)
+    check_readable(stages)
     inputs = input_paths(stages)
     outputs.check_not_inputs(run.output_dir, inputs)
     stages.executor.check_paths(run.output_dir, inputs)  # a multi-node Ray cluster refuses local paths
+
+
+def check_readable(stages: Stages) -> None:
+    """Refuse a run whose records could not be decoded back: raw pixels of images that may differ in size,
+    in records that store no height and width."""
+    if stages.encoder.needs_shape and not stages.source.one_shape and not stages.writer.stores_shape():
+        keys = ", ".join(sorted(stages.writer.features)) or "none"
+        raise ConfigError(
+            f"encoder=raw stores pixels without their shape, and the record keys (features: {keys}) hold no height and width: "
+            f"the images of {stages.source.describe()} may differ in size, so no reader could rebuild them. Store the shape: "
+            "features=slim or features=imagenet_val, or add keys, e.g. +features.height=height +features.width=width"
+        )
 
 
 def check_name(name: str) -> None:

@@ -53,6 +53,7 @@ class Source:
     payload: str = "bytes"  # what `read` returns: "bytes" of an encoded image file, or an "array" of uint8 pixels
     header_fix: str = "remove that line"  # how a header line is skipped, for the label-kind messages
     lists_files: bool = False  # a folder of named files: labels=subdirs, label files naming paths, unlabelled images
+    one_shape: bool = False  # every image has the same height, width and channels (a pixel CSV's source.shape)
 
     def check(self) -> None:
         """Refuse, with one line, a source that cannot be read at all (a missing folder or file)."""

@@ -36,6 +36,7 @@ class DigitsSource(Source):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 real images, 10 classes): the embedded demo."""
 
     payload = "array"
+    one_shape = True  # 8 x 8
 
     def check(self) -> None:
         pass

@@ -20,6 +20,7 @@ class PixelCsvSource(Source):
     """
 
     payload = "array"
+    one_shape = True  # source.shape
     header_fix = "set source.header=true"  # how a header line is skipped, for the reader's label-kind messages
 
     def __init__(self, path: str, shape: list[int] | tuple[int, ...] = (28, 28), label_column: int = 0, header: bool = False) -> None:

@@ -159,6 +159,11 @@ class RecordWriter:
         summary.json and listed in it (e.g. TFDS's dataset_info.json, a wids index)."""
         return {}
 
+    def stores_shape(self) -> bool:
+        """Whether a record stores its image's height and width (raw pixels need them to be read back)."""
+        fields = {field for field, _ in self.features.values()}
+        return {"height", "width"} <= fields
+
     def check_labels(self, listing) -> None:
         """InputError naming the label-file line when a label id does not fit a type the records store it as.
 

@@ -45,6 +45,9 @@ class WebDatasetWriter(RecordWriter):
         self._split_sizes: dict[str, list[int]] = {}
         self._first: dict[str, int] = {}
 
+    def stores_shape(self) -> bool:
+        return True  # raw pixels are stored as .npy, whose header holds the array's shape
+
     def shard_sizes(self, num_items: int, split: str) -> list[int]:
         sizes = super().shard_sizes(num_items, split)
         self._split_sizes[split] = sizes
