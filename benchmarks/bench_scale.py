@@ -149,7 +149,7 @@ def per_record_costs(images: Path, labels: Path, count: int = 20_000) -> list[tu
 
     from prep.core.values import ShardStats
     from prep.encoders.passthrough import PassthroughEncoder
-    from prep.formats.headers import check_complete, read_header
+    from prep.formats.images import check_complete, read_header
     from prep.sources.image_dir import ImageDirSource
     from prep.writers import record_values
     from prep.writers.tfrecord import TFRecordWriter

@@ -23,7 +23,7 @@ from prep.encoders.pixels import orient
 from prep.encoders.raw import RawEncoder
 from prep.executors.local import LocalExecutor
 from prep.formats import tfrecord
-from prep.formats.headers import read_header
+from prep.formats.images import read_header
 from prep.labels.subdirs import SubdirLabels
 from prep.pipeline import convert
 from prep.run import shards

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from image_samples import declare_size, encoded_samples, jpeg_with_thumbnail, small_rgb, tiff_bytes
 
 from prep.core.errors import EncodeError
-from prep.formats.headers import check_complete, is_complete, read_header, sniff_format
+from prep.formats.images import check_complete, is_complete, read_header, sniff_format
 
 
 def _decoded_shape(data: bytes) -> tuple[int, int, int] | None:

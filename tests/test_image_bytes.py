@@ -122,7 +122,7 @@ BUILD_CODECS = {
 
 def test_every_decoder_in_this_opencv_build_has_a_header_reader():
     """A new decoder in an OpenCV upgrade (JPEG XL, OpenEXR, ...) fails here rather than in a user's run."""
-    from prep.formats.headers import HEADER_FORMATS
+    from prep.formats.images import HEADER_FORMATS
 
     info = cv2.getBuildInformation()
     media = info[info.index("Media I/O:") : info.index("Video I/O:")]
@@ -138,6 +138,6 @@ def test_every_decoder_in_this_opencv_build_has_a_header_reader():
 
 
 def test_the_sample_corpus_exercises_every_header_reader():
-    from prep.formats.headers import HEADER_FORMATS, read_header
+    from prep.formats.images import HEADER_FORMATS, read_header
 
     assert {read_header(data).format for data in _samples().values()} == HEADER_FORMATS

@@ -12,7 +12,7 @@ from prep.encoders.pixels import (
     _check_max_pixels,
     _guard,
 )
-from prep.formats.headers import check_complete, read_header
+from prep.formats.images import check_complete, read_header
 
 
 class PassthroughEncoder(Encoder):

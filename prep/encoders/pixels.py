@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 from prep.core.errors import ConfigError, EncodeError
-from prep.formats.headers import check_complete, read_header
+from prep.formats.images import check_complete, read_header
 
 DEFAULT_MAX_PIXELS = 20_000 * 20_000
 # encoder.exif: "apply" turns EXIF-oriented JPEGs upright (what a photo viewer shows; TensorFlow's and DALI's

@@ -1,1 +1,2 @@
-"""Byte-level record formats: protobuf wire encoding, TFRecord framing, OFRecord framing."""
+"""Bytes on disk, importing nothing of prep but its errors: protobuf wire encoding (protowire), TFRecord and
+OFRecord framing, tar and WebDataset samples, ArrayRecord files, and the image headers (images/)."""

@@ -68,7 +68,7 @@ def scan_one(job: ScanJob, item: Item) -> Scanned:
 
 
 def _scan_bytes(data: bytes, job: ScanJob) -> Scanned:
-    from prep.formats.headers import check_complete, read_header
+    from prep.formats.images import check_complete, read_header
 
     info = read_header(data)
     if info.height * info.width > job.max_pixels:

@@ -19,7 +19,7 @@ from prep import encoders
 from prep.core import storage
 from prep.core.errors import EncodeError, PrepError
 from prep.formats import ofrecord, tar, tfrecord
-from prep.formats.headers import HEADER_FORMATS, read_header, sniff_format
+from prep.formats.images import HEADER_FORMATS, read_header, sniff_format
 from prep.formats.protowire import WireError
 from prep.load import records as run_records
 from prep.load import shard_records, sniff_records

@@ -19,7 +19,7 @@ from prep.core import storage
 from prep.core.errors import ConfigError, EncodeError, InputError
 from prep.encoders.pixels import DEFAULT_MAX_PIXELS
 from prep.formats import arrayrecord, ofrecord, tfrecord
-from prep.formats.headers import check_complete, read_header
+from prep.formats.images import check_complete, read_header
 from prep.formats.protowire import WireError
 from prep.runfiles import summary as summaries
 

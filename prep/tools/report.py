@@ -91,7 +91,7 @@ def thumbnail(payload, max_pixels: int = encoders.DEFAULT_MAX_PIXELS):
     cv2 = _cv2()
     import numpy as np
 
-    from prep.formats.headers import check_complete, read_header
+    from prep.formats.images import check_complete, read_header
 
     if isinstance(payload, (bytes, bytearray, memoryview)):
         data = bytes(payload)
@@ -174,7 +174,7 @@ class Thumbnails:
             return None, type(err).__name__
 
     def of_record(self, record: dict, view) -> tuple[str | None, str]:
-        from prep.formats.headers import sniff_format
+        from prep.formats.images import sniff_format
 
         data = record.get(view.key.get("encoded", ""))
         try:

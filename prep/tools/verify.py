@@ -29,7 +29,7 @@ from prep import encoders
 from prep.core import storage
 from prep.core.errors import EncodeError, PrepError
 from prep.formats import arrayrecord, ofrecord, protowire, tar, tfrecord, wds
-from prep.formats.headers import read_header
+from prep.formats.images import read_header
 from prep.load import sniff_records
 from prep.runfiles import summary as summaries
 from prep.runfiles.names import HYDRA, LABELS_CSV, LOCK, LOG, MANIFEST, PLAN, REPORT, SUMMARY
