@@ -7,13 +7,13 @@ from prep.core.values import Encoded
 from prep.encoders.base import Encoder
 from prep.encoders.pixels import (
     DEFAULT_MAX_PIXELS,
-    _check_exif,
-    _check_max_pixels,
-    _check_reduce,
-    _cv2,
-    _decode,
-    _opencv,
-    _shape,
+    check_exif,
+    check_max_pixels,
+    check_reduce,
+    cv2_module,
+    decode_scaled,
+    opencv,
+    shape_of,
     orient,
     resize_reduced,
     resize_shorter_side,
@@ -51,9 +51,9 @@ class ImageEncoder(Encoder):
             raise ConfigError(f"encoder.resize={resize}: must be a positive size in pixels, or null")
         if channels not in (None, 1, 3):
             raise ConfigError(f"encoder.channels={channels}: must be 1 (grayscale), 3 (colour) or null (as the source)")
-        _check_max_pixels(max_pixels)
-        _check_exif(exif)
-        _check_reduce(reduce)
+        check_max_pixels(max_pixels)
+        check_exif(exif)
+        check_reduce(reduce)
         self.format = format
         self.quality = quality
         self.png_compression = png_compression
@@ -75,7 +75,7 @@ class ImageEncoder(Encoder):
     def pixels(self, payload):
         """(pixels, oriented, reoriented, denominator): decoded (at 1/denominator scale, see reduction), turned
         upright when exif=apply and the file asks, resized. What the shard tasks run, and the benchmark measures."""
-        decoded = _decode(payload, self.channels, self.max_pixels, self.resize if self.reduce == "dct" else None)
+        decoded = decode_scaled(payload, self.channels, self.max_pixels, self.resize if self.reduce == "dct" else None)
         pixels = decoded.pixels
         if decoded.denominator > 1:  # resized before turning: the reduced image's partial edge is its bottom right
             pixels = resize_reduced(pixels, self.resize, decoded.height, decoded.width, decoded.denominator)
@@ -87,7 +87,7 @@ class ImageEncoder(Encoder):
         return pixels, decoded.orientation != 1, reoriented, decoded.denominator
 
     def _params(self) -> list[int]:
-        cv2 = _cv2()
+        cv2 = cv2_module()
         if self.format == "jpeg":
             return [cv2.IMWRITE_JPEG_QUALITY, self.quality]
         if self.format == "webp":
@@ -97,15 +97,15 @@ class ImageEncoder(Encoder):
         return []
 
     def encode(self, payload) -> Encoded:
-        cv2 = _cv2()
+        cv2 = cv2_module()
         pixels, oriented, reoriented, denominator = self.pixels(payload)
         if pixels.ndim == 2 and self.format not in _STORES_GRAY:  # so the record says what the file holds
             pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR)
-        with _opencv(f"encode {pixels.shape[1]}x{pixels.shape[0]} pixels as {self.format}"):
+        with opencv(f"encode {pixels.shape[1]}x{pixels.shape[0]} pixels as {self.format}"):
             ok, buf = cv2.imencode(_EXTENSIONS[self.format], pixels, self._params())
         if not ok:
             raise EncodeError(f"OpenCV could not encode {pixels.shape} pixels as {self.format}")
-        height, width, channels = _shape(pixels)
+        height, width, channels = shape_of(pixels)
         space = "GRAY" if channels == 1 else "RGB"
         # OpenCV's encoders write no EXIF: an EXIF-aware reader cannot turn these pixels a second time.
         return Encoded(buf.tobytes(), self.format, height, width, channels, space, oriented, reoriented, denominator)

@@ -8,9 +8,9 @@ from prep.encoders.base import Encoder
 from prep.encoders.image import ImageEncoder
 from prep.encoders.pixels import (
     DEFAULT_MAX_PIXELS,
-    _check_exif,
-    _check_max_pixels,
-    _guard,
+    check_exif,
+    check_max_pixels,
+    guard_size,
 )
 from prep.formats.images import check_complete, read_header
 
@@ -25,8 +25,8 @@ class PassthroughEncoder(Encoder):
     """
 
     def __init__(self, convert_to: str | None = None, quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS, exif: str = "apply") -> None:
-        _check_max_pixels(max_pixels)
-        _check_exif(exif)
+        check_max_pixels(max_pixels)
+        check_exif(exif)
         self.convert_to = convert_to or None
         self.max_pixels = max_pixels
         self.exif = exif
@@ -47,7 +47,7 @@ class PassthroughEncoder(Encoder):
     def encode(self, payload: bytes) -> Encoded:
         # Every format OpenCV decodes has a header reader, so nothing is decoded to learn a shape.
         info = read_header(payload)  # raises with the reason for empty, unknown or unreadable files
-        _guard(info.height, info.width, self.max_pixels)
+        guard_size(info.height, info.width, self.max_pixels)
         check_complete(payload, info.format)
         if self._convert is not None and (info.format != self.convert_to or info.colorspace == "CMYK"):
             return self._convert.encode(payload)

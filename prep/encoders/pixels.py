@@ -19,37 +19,37 @@ EXIF_MODES = ("apply", "ignore")
 REDUCE_MODES = ("dct", "none")
 DENOMINATORS = (1, 2, 4, 8)  # the scales libjpeg decodes at (1/1 .. 1/8), as summary.json counts them
 
-def _cv2():
+def cv2_module():
     import cv2
 
     return cv2
 
 
 @contextmanager
-def _opencv(doing: str):
+def opencv(doing: str):
     """OpenCV's own errors (its size limits, a failed allocation, a decoder's assertion) as EncodeErrors."""
     try:
         yield
-    except _cv2().error as e:
+    except cv2_module().error as e:
         detail = str(e).strip().splitlines()[-1] if str(e).strip() else "cv2.error"
         raise EncodeError(f"OpenCV could not {doing}: {detail.partition(' error: ')[2] or detail}") from None
     except MemoryError:
         raise EncodeError(f"not enough memory to {doing}") from None
 
 
-def _check_max_pixels(max_pixels: int) -> None:
+def check_max_pixels(max_pixels: int) -> None:
     if max_pixels < 1:
         raise ConfigError(f"max_pixels={max_pixels}: must be a positive number of pixels")
 
 
-def _check_exif(exif: str) -> None:
+def check_exif(exif: str) -> None:
     if exif not in EXIF_MODES:
         raise ConfigError(
             f"encoder.exif={exif!r}: choose apply (turn EXIF-oriented JPEGs upright) or ignore (keep the stored pixels as they are)"
         )
 
 
-def _check_reduce(reduce: str) -> None:
+def check_reduce(reduce: str) -> None:
     if reduce not in REDUCE_MODES:
         raise ConfigError(
             f"encoder.reduce={reduce!r}: choose dct (JPEGs decoded at 1/2, 1/4 or 1/8 scale when still >= resize, then scaled) "
@@ -74,7 +74,7 @@ def reduction(height: int, width: int, size: int | None) -> int:
     return 1
 
 
-def _guard(height: int, width: int, max_pixels: int) -> None:
+def guard_size(height: int, width: int, max_pixels: int) -> None:
     if height * width > max_pixels:
         raise EncodeError(f"{width}x{height} is over max_pixels={max_pixels} (a decompression-bomb guard; raise it to convert)")
 
@@ -85,7 +85,7 @@ def decode(payload, channels: int | None, max_pixels: int):
     channels: None keeps gray as gray and colour as colour (alpha dropped); 1 or 3 forces it.
     EXIF orientation is never applied: these are the stored pixels, the ones a record's height and width give.
     """
-    return _decode(payload, channels, max_pixels).pixels
+    return decode_scaled(payload, channels, max_pixels).pixels
 
 
 class _Decoded(NamedTuple):
@@ -96,9 +96,9 @@ class _Decoded(NamedTuple):
     width: int
 
 
-def _decode(payload, channels: int | None, max_pixels: int, resize: int | None = None) -> _Decoded:
+def decode_scaled(payload, channels: int | None, max_pixels: int, resize: int | None = None) -> _Decoded:
     """decode's pixels, and with resize a JPEG decoded at the smallest libjpeg scale still >= resize (see reduction)."""
-    cv2 = _cv2()
+    cv2 = cv2_module()
     import numpy as np
 
     if isinstance(payload, (bytes, bytearray, memoryview)):
@@ -106,7 +106,7 @@ def _decode(payload, channels: int | None, max_pixels: int, resize: int | None =
         # The header's size is checked before any decoder sees the bytes: a decoder allocates the whole image
         # first, so a few crafted bytes would otherwise cost gigabytes. No header reader, no decoding.
         info = read_header(data)
-        _guard(info.height, info.width, max_pixels)
+        guard_size(info.height, info.width, max_pixels)
         check_complete(data, info.format)  # a cut file is skipped as "truncated", not as "cannot decode"
         flag = {None: cv2.IMREAD_ANYCOLOR, 1: cv2.IMREAD_GRAYSCALE, 3: cv2.IMREAD_COLOR}[channels]
         # OpenCV would turn JPEGs by their EXIF tag for these flags (not for IMREAD_UNCHANGED): prep applies
@@ -118,24 +118,24 @@ def _decode(payload, channels: int | None, max_pixels: int, resize: int | None =
             # OpenCV hands the scale to libjpeg (scale_denom) only for JPEG; the REDUCED_* bits are the same for
             # gray, colour and any-colour reads, so they are added to the channel flag.
             reduced_flag = flag | {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}[denominator]
-            with _opencv(f"decode this {info.format} ({info.width}x{info.height}) at 1/{denominator} scale"):
+            with opencv(f"decode this {info.format} ({info.width}x{info.height}) at 1/{denominator} scale"):
                 pixels = cv2.imdecode(buffer, reduced_flag)
             expected = (-(-info.height // denominator), -(-info.width // denominator))  # libjpeg rounds up
             if pixels is not None and pixels.shape[:2] == expected:
                 return _Decoded(pixels, info.orientation, denominator, info.height, info.width)
             # a JPEG libjpeg will not scale (or one whose header disagrees with its frame): decode it whole
-        with _opencv(f"decode this {info.format} ({info.width}x{info.height})"):
+        with opencv(f"decode this {info.format} ({info.width}x{info.height})"):
             pixels = cv2.imdecode(buffer, flag)
         if pixels is None:
             raise EncodeError(f"cannot decode the image data ({info.format})")
-        _guard(pixels.shape[0], pixels.shape[1], max_pixels)
+        guard_size(pixels.shape[0], pixels.shape[1], max_pixels)
         return _Decoded(pixels, info.orientation, 1, pixels.shape[0], pixels.shape[1])
     pixels = _decode_array(payload, channels)
     return _Decoded(pixels, 1, 1, pixels.shape[0], pixels.shape[1])
 
 
 def _decode_array(payload, channels: int | None):
-    cv2 = _cv2()
+    cv2 = cv2_module()
     import numpy as np
 
     pixels = np.ascontiguousarray(payload)
@@ -153,7 +153,7 @@ def _decode_array(payload, channels: int | None):
     code = cv2.COLOR_RGB2GRAY if channels == 1 else cv2.COLOR_RGB2BGR
     if pixels.shape[2] == 4:
         code = cv2.COLOR_RGBA2GRAY if channels == 1 else cv2.COLOR_RGBA2BGR
-    with _opencv(f"convert a pixel array of shape {pixels.shape}"):
+    with opencv(f"convert a pixel array of shape {pixels.shape}"):
         return cv2.cvtColor(pixels, code)
 
 
@@ -187,8 +187,8 @@ def resize_shorter_side(pixels, size: int | None):
     new = resized_size(height, width, size)
     if new is None:
         return pixels
-    with _opencv(f"resize {width}x{height} to {new[0]}x{new[1]}"):
-        return _cv2().resize(pixels, new, interpolation=_cv2().INTER_AREA)
+    with opencv(f"resize {width}x{height} to {new[0]}x{new[1]}"):
+        return cv2_module().resize(pixels, new, interpolation=cv2_module().INTER_AREA)
 
 
 def resize_reduced(pixels, size: int, height: int, width: int, denominator: int):
@@ -202,10 +202,10 @@ def resize_reduced(pixels, size: int, height: int, width: int, denominator: int)
     fx, fy = new_width * denominator / width, new_height * denominator / height
     if fx == fy == 1 and pixels.shape[:2] == (new_height, new_width):
         return pixels
-    with _opencv(f"resize {pixels.shape[1]}x{pixels.shape[0]} to {new_width}x{new_height}"):
+    with opencv(f"resize {pixels.shape[1]}x{pixels.shape[0]} to {new_width}x{new_height}"):
         # dsize None: OpenCV sizes the output from fx, fy (>= the target, as ceil >= the true extent) and maps
         # pixels with exactly fx, fy (given a dsize, it would take the factors from the rounded-up sizes).
-        out = _cv2().resize(pixels, None, fx=fx, fy=fy, interpolation=_cv2().INTER_AREA)
+        out = cv2_module().resize(pixels, None, fx=fx, fy=fy, interpolation=cv2_module().INTER_AREA)
     if out.shape[:2] == (new_height, new_width):
         return out
     import numpy as np
@@ -213,5 +213,5 @@ def resize_reduced(pixels, size: int, height: int, width: int, denominator: int)
     return np.ascontiguousarray(out[:new_height, :new_width])
 
 
-def _shape(pixels) -> tuple[int, int, int]:
+def shape_of(pixels) -> tuple[int, int, int]:
     return pixels.shape[0], pixels.shape[1], 1 if pixels.ndim == 2 else pixels.shape[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prep.core.values import Encoded
 from prep.encoders.base import Encoder
 from prep.encoders.image import ImageEncoder
-from prep.encoders.pixels import DEFAULT_MAX_PIXELS, _cv2, _opencv, _shape
+from prep.encoders.pixels import DEFAULT_MAX_PIXELS, cv2_module, opencv, shape_of
 
 
 class RawEncoder(Encoder):
@@ -31,7 +31,7 @@ class RawEncoder(Encoder):
     def encode(self, payload) -> Encoded:
         pixels, oriented, reoriented, denominator = self._image.pixels(payload)
         if pixels.ndim == 3:
-            with _opencv("convert BGR to RGB"):
-                pixels = _cv2().cvtColor(pixels, _cv2().COLOR_BGR2RGB)
-        height, width, channels = _shape(pixels)
+            with opencv("convert BGR to RGB"):
+                pixels = cv2_module().cvtColor(pixels, cv2_module().COLOR_BGR2RGB)
+        height, width, channels = shape_of(pixels)
         return Encoded(pixels.tobytes(), "raw", height, width, channels, "GRAY" if channels == 1 else "RGB", oriented, reoriented, denominator)
