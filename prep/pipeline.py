@@ -55,10 +55,11 @@ def run_flow(stages: Stages, run: Settings) -> dict:
     # Inputs, stages and plan are all checked: only now is the output folder touched, under its lock.
     # Checked once before the lock (a refused run leaves not even a lock file), and again under it.
     outputs.prepare(run.output_dir, overwrite=run.overwrite, resume=run.resume, fingerprint=run.fingerprint, check_only=True)
-    with outputs.RunLock(run.output_dir):
+    with outputs.RunLock(run.output_dir) as lock:
         if run.dry_run:
-            return end_dry_run(plan, run)
+            return end_dry_run(plan, run, lock)
         recorded = outputs.prepare(run.output_dir, overwrite=run.overwrite, resume=run.resume, fingerprint=run.fingerprint)
+        lock.mark()  # the folder is this run's now
         if run.on_claim is not None:
             run.on_claim()
         manifest = outputs.Manifest(run.output_dir, run.fingerprint)

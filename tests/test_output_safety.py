@@ -221,11 +221,11 @@ def deleting_dies_after(monkeypatch, count: int):
 
     real, removed = storage.remove, []
 
-    def dies_midway(path):
+    def dies_midway(path, **kwargs):
         if len(removed) == count:
             raise KeyboardInterrupt
         removed.append(path)
-        real(path)
+        real(path, **kwargs)
 
     monkeypatch.setattr(storage, "remove", dies_midway)
     try:
@@ -282,10 +282,10 @@ def test_manifest_write_failure_is_one_clear_error_and_no_shard(tmp_path, monkey
 
     real = storage.write_bytes
 
-    def full(path, data):
+    def full(path, data, **kwargs):
         if ".prep-manifest" in path and not path.endswith("run.json"):
             raise OSError(28, "No space left on device", path)
-        return real(path, data)
+        return real(path, data, **kwargs)
 
     monkeypatch.setattr(storage, "write_bytes", full)
     out = tmp_path / "out"
@@ -685,12 +685,14 @@ def test_json_files_are_streamed_with_json_dumps_bytes_and_appear_whole(tmp_path
     storage.write_json(str(tmp_path / "s.json"), value)
     assert (tmp_path / "s.json").read_bytes() == (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
 
+    from prep.core import nofollow
+
     class Full(io.RawIOBase):
         def write(self, data):
             raise OSError(28, "No space left on device")
 
-    real_open = open
-    monkeypatch.setattr("builtins.open", lambda path, mode="r", *a, **k: Full() if str(path).endswith("t.json.partial") else real_open(path, mode, *a, **k))
+    real_file = nofollow.file_object
+    monkeypatch.setattr(nofollow, "file_object", lambda fd, path, buffering: Full() if str(path).endswith("t.json.partial") else real_file(fd, path, buffering))
     with pytest.raises(OSError, match="No space left"):
         storage.write_json(str(tmp_path / "t.json"), value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json"]
@@ -701,19 +703,17 @@ def test_json_files_are_whole_when_the_disk_takes_each_write_only_in_part(tmp_pa
     rest must still be written (or the write fail), never a truncated summary.json published as complete."""
     from prep.core import storage
 
+    from prep.core import nofollow
+
     class Partial(io.FileIO):
         def write(self, data):
             return super().write(bytes(data)[:1000])  # as much as fits, and the count of it
 
-    real_open = open
-
-    def partial_disk(path, mode="r", buffering=-1, *args, **kwargs):
-        if not str(path).endswith(".partial"):
-            return real_open(path, mode, buffering, *args, **kwargs)
-        raw = Partial(path, "wb")
+    def partial_disk(fd, path, buffering):
+        raw = Partial(fd, "wb")
         return raw if buffering == 0 else io.BufferedWriter(raw, buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
 
-    monkeypatch.setattr("builtins.open", partial_disk)
+    monkeypatch.setattr(nofollow, "file_object", partial_disk)
     value = {"skipped": [{"source": f"x{i}.jpg", "reason": "missing"} for i in range(20_000)]}
     storage.write_json(str(tmp_path / "summary.json"), value)
     assert (tmp_path / "summary.json").read_bytes() == (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()

@@ -14,6 +14,7 @@ import stat
 import tempfile
 from contextlib import contextmanager
 
+from prep.core import nofollow
 from prep.core.errors import ConfigError, InputError
 
 
@@ -144,20 +145,28 @@ def find(path: str) -> list[str]:
     return sorted(p[len(root) :] for p in fs.find(inner) if p.startswith(root))
 
 
-def makedirs(path: str) -> None:
+def makedirs(path: str, root: str | None = None) -> None:
+    """A folder and its parents; with root (a folder prep owns), every part below root made or entered without
+    following a link."""
     if is_url(path):
         fs, inner = _fs(path)
         fs.makedirs(inner, exist_ok=True)
+    elif root is not None:
+        nofollow.makedirs(local(root), local(path))
     else:
         os.makedirs(local(path), exist_ok=True)
 
 
-def remove(path: str) -> None:
-    """Delete a file if it is there."""
+def remove(path: str, root: str | None = None) -> None:
+    """Delete a file if it is there. With root (a folder prep owns): only a regular file, reached from root
+    without following a link; a link, a folder or a symlinked folder on the way is left alone."""
     if is_url(path):
         fs, inner = _fs(path)
         if fs.exists(inner):
             fs.rm(inner)
+        return
+    if root is not None:
+        nofollow.remove(local(root), local(path))
         return
     try:
         os.remove(local(path))
@@ -166,6 +175,8 @@ def remove(path: str) -> None:
 
 
 def remove_tree(path: str) -> None:
+    """A folder and everything in it; locally never through a link (shutil.rmtree works by descriptors, and
+    refuses a link given as the folder)."""
     if is_url(path):
         fs, inner = _fs(path)
         if fs.exists(inner):
@@ -174,54 +185,56 @@ def remove_tree(path: str) -> None:
         shutil.rmtree(local(path), ignore_errors=True)
 
 
-def write_bytes(path: str, data: bytes) -> None:
-    """Write a whole file so that it appears complete or not at all."""
+def write_bytes(path: str, data: bytes, root: str | None = None) -> None:
+    """Write a whole file so that it appears complete or not at all, and never through a link: locally under a
+    temporary name created exclusively, then renamed (prep.core.nofollow). With root (a folder prep owns),
+    the folders from root down are reached without following links too."""
     if is_url(path):
         fs, inner = _fs(path)
         fs.pipe_file(inner, data)
         return
-    path = local(path)
-    try:
-        with open(path + ".partial", "wb") as f:
-            f.write(data)
-        os.replace(path + ".partial", path)
-    except BaseException:
-        try:
-            os.remove(path + ".partial")  # a full disk must not leave summary.json.partial behind
-        except OSError:
-            pass
-        raise
+    nofollow.write_bytes(local(root) if root is not None else os.path.dirname(os.path.abspath(local(path))), local(path), data)
 
 
 class AtomicFile:
     """A file being written under a temporary name and published whole by commit().
 
-    Local: `<name>.partial` beside the final name, then a rename. Remote: a local temporary file, then one
-    upload. abort() leaves nothing under the final name either way.
+    Local: `<name>.partial` beside the final name, created exclusively and never through a link (in a folder
+    reached from root without links, where root is given), then a rename. Remote: a local temporary file,
+    then one upload. abort() leaves nothing under the final name either way.
     """
 
-    def __init__(self, path: str, buffering: int = 0) -> None:
+    def __init__(self, path: str, buffering: int = 0, root: str | None = None) -> None:
         self.path = path
+        self._local: nofollow.NewFile | None = None
         if is_url(path):
             handle, self._temp = tempfile.mkstemp(prefix="prep-", suffix=".partial")
-            os.close(handle)
+            self.file = open(handle, "wb", buffering=buffering)
         else:
-            self._temp = local(path) + ".partial"
-            os.makedirs(os.path.dirname(self._temp) or ".", exist_ok=True)
-        self.file = open(self._temp, "wb", buffering=buffering)
+            folder = local(root) if root is not None else os.path.dirname(os.path.abspath(local(path)))
+            self._local = nofollow.NewFile(folder, local(path), buffering)
+            self.file = self._local.file
+
+    @property
+    def local_name(self) -> str:
+        """A local path that names exactly the temporary file, for a library that opens files by name."""
+        return self._local.temp_path if self._local is not None else self._temp
 
     def commit(self) -> None:
+        if self._local is not None:
+            self._local.commit()
+            return
         self.file.close()
-        if is_url(self.path):
-            fs, inner = _fs(self.path)
-            try:
-                fs.put_file(self._temp, inner)
-            finally:
-                os.remove(self._temp)
-        else:
-            os.replace(self._temp, local(self.path))
+        fs, inner = _fs(self.path)
+        try:
+            fs.put_file(self._temp, inner)
+        finally:
+            os.remove(self._temp)
 
     def abort(self) -> None:
+        if self._local is not None:
+            self._local.abort()
+            return
         try:
             self.file.close()
         except OSError:
@@ -232,7 +245,7 @@ class AtomicFile:
             pass
 
 
-def write_json(path: str, obj) -> None:
+def write_json(path: str, obj, root: str | None = None) -> None:
     """obj as prep writes its JSON files (indent 2, sorted keys, a final newline: json.dumps's bytes), streamed
     into a file that appears complete or not at all. A summary listing 900,000 skipped images is never one
     150 MB string, nor its bytes."""
@@ -240,7 +253,7 @@ def write_json(path: str, obj) -> None:
 
     # Buffered: a raw write may write only part of what it is given (a disk filling up), and a buffered file
     # writes the rest or raises, where a raw one would publish a truncated file.
-    out = AtomicFile(path, buffering=1 << 20)
+    out = AtomicFile(path, buffering=1 << 20, root=root)
     try:
         pending: list[str] = []
         size = 0

@@ -76,7 +76,7 @@ def _write_metadata(output_dir: str, writer, summary: dict, listing: Listing, pl
     for path in sorted(files):
         data = files[path]
         try:
-            storage.write_bytes(storage.join(output_dir, path), data)
+            storage.write_bytes(storage.join(output_dir, path), data, root=output_dir)
         except OSError as err:
             raise WriteError(f"{storage.join(output_dir, path)}: cannot write: {err.strerror or err}") from None
         listed.append({"path": path, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})

@@ -11,6 +11,7 @@ import sys
 from omegaconf import DictConfig, OmegaConf
 
 from prep.core import storage
+from prep.run import outputs
 from prep.runfiles.names import HYDRA, LOCK, LOG
 
 FILE_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] %(message)s"
@@ -86,25 +87,30 @@ def _open_append(path: str):
 
 
 def save_config(run_dir: str, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
-    """.hydra/config.yaml, hydra.yaml and overrides.yaml, as Hydra writes them: the exact rerun reads these."""
+    """.hydra/config.yaml, hydra.yaml and overrides.yaml, as Hydra writes them: the exact rerun reads these. The
+    folder is marked as prep's first (a run that stopped early leaves its config and log in a fresh folder)."""
+    outputs.mark(run_dir)
     folder = os.path.join(run_dir, HYDRA)
     if os.path.islink(folder) or (os.path.exists(folder) and not os.path.isdir(folder)):
         logging.getLogger(__name__).warning("%s is not a plain folder: the run's config is not saved there", folder)
         return
-    os.makedirs(folder, exist_ok=True)
+    storage.makedirs(folder, root=run_dir)
     files = {
         "config.yaml": cfg,
         "hydra.yaml": OmegaConf.create({"hydra": hydra_cfg}),
         "overrides.yaml": hydra_cfg.overrides.task,
     }
     for name, node in files.items():
-        storage.write_bytes(os.path.join(folder, name), OmegaConf.to_yaml(node).encode("utf-8", "backslashreplace"))
+        storage.write_bytes(os.path.join(folder, name), OmegaConf.to_yaml(node).encode("utf-8", "backslashreplace"), root=run_dir)
 
 
 def is_fresh(run_dir: str) -> bool:
-    """A run folder nobody has used: empty, or holding only the lock or a log (Hydra creates it before prep runs)."""
+    """A run folder nobody has used (Hydra creates it before prep runs): empty, or holding only prep's lock, or
+    only prep's lock and log. A prep.log in a folder prep did not mark is another program's, never appended to."""
     try:
         entries = list(os.scandir(run_dir))
     except OSError:
         return False
-    return all(e.name in (LOCK, LOG) and e.is_file(follow_symlinks=False) for e in entries)
+    if not all(e.name in (LOCK, LOG) and e.is_file(follow_symlinks=False) for e in entries):
+        return False
+    return not any(e.name == LOG for e in entries) or outputs.is_marked(run_dir)

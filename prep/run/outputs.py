@@ -19,10 +19,10 @@ import posixpath
 import stat
 from collections.abc import Iterable
 
-from prep.core import storage
+from prep.core import nofollow, storage
 from prep.core.errors import ConfigError, WriteError
 from prep.core.values import ShardPlan, ShardResult
-from prep.runfiles.names import BOOKKEEPING, HYDRA, LABELS_CSV, LOCK, MANIFEST, REPORT, SUMMARY
+from prep.runfiles.names import BOOKKEEPING, HYDRA, LABELS_CSV, LOCK, MANIFEST, REPORT, RESERVED, SUMMARY
 
 log = logging.getLogger(__name__)
 _HEADER = "run.json"
@@ -47,17 +47,18 @@ def stamp_digest(stamps: Iterable[object]) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: str) -> str:
+def file_sha256(path: str, root: str) -> str:
+    """The sha256 of a file prep wrote in root, read without following a link."""
     digest = hashlib.sha256()
-    with storage.open_read(path) as f:
+    with (storage.open_read(path) if storage.is_url(path) else nofollow.open_read(storage.local(root), storage.local(path))) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def _write(path: str, data: bytes) -> None:
+def _write(path: str, data: bytes, root: str) -> None:
     try:
-        storage.write_bytes(path, data)
+        storage.write_bytes(path, data, root=root)
     except OSError as err:
         raise WriteError(f"{path}: cannot write: {err.strerror or err}") from None
 
@@ -68,9 +69,9 @@ def entry_name(path: str) -> str:
 
 def record_shard(output_dir: str, plan: ShardPlan, class_names, stamps: str, result: ShardResult) -> None:
     """Called by the shard task just before the shard gets its final name: a published shard is always recorded."""
-    extra = {rel: file_sha256(storage.join(output_dir, rel)) for rel in result.extra_files}  # e.g. the DALI index
+    extra = {rel: file_sha256(storage.join(output_dir, rel), output_dir) for rel in result.extra_files}  # e.g. the DALI index
     entry = {"plan": plan_digest(plan, class_names), "inputs": stamps, "result": result.as_dict(), "extra_sha256": extra}
-    _write(storage.join(output_dir, MANIFEST, entry_name(plan.path)), json.dumps(entry, sort_keys=True).encode())
+    _write(storage.join(output_dir, MANIFEST, entry_name(plan.path)), json.dumps(entry, sort_keys=True).encode(), output_dir)
 
 
 class Manifest:
@@ -105,11 +106,11 @@ class Manifest:
         """Record, before writing them, what the run may leave here: its planned shards (with their .partial
         and index files) and `owned`, whole files it is about to write or still has to delete."""
         try:
-            storage.makedirs(self.dir)
+            storage.makedirs(self.dir, root=self.output_dir)
         except OSError as err:
             raise WriteError(f"{self.dir}: cannot create: {err.strerror or err}") from None
         header = {"fingerprint": self.fingerprint, "files": sorted(set(shards)), "owned": sorted(set(owned))}
-        _write(storage.join(self.dir, _HEADER), json.dumps(header).encode())
+        _write(storage.join(self.dir, _HEADER), json.dumps(header).encode(), self.output_dir)
 
     def recorded(self) -> set[str]:
         """Every path this manifest says the run may have written (shards with their side files, owned files)."""
@@ -124,7 +125,7 @@ class Manifest:
         return owned | {path + side for path in shards for side in ("", *_SIDE_FILES)}
 
     def forget(self, path: str) -> None:
-        storage.remove(storage.join(self.dir, entry_name(path)))
+        storage.remove(storage.join(self.dir, entry_name(path)), root=self.output_dir)
 
     def remove(self) -> None:
         storage.remove_tree(self.dir)
@@ -169,8 +170,9 @@ def _inside(rel: str) -> bool:
     return bool(norm) and not norm.startswith(("/", "../")) and norm not in (".", "..") and "\\" not in norm and "\0" not in norm
 
 
-def _all_files(output_dir: str) -> list[str]:
-    """Every file below output_dir, relative, except the run's own bookkeeping (lock, log, .hydra, manifest)."""
+def _all_files(output_dir: str, bookkeeping: frozenset = BOOKKEEPING) -> list[str]:
+    """Every file below output_dir, relative, except the run's own bookkeeping (lock, log, .hydra, manifest):
+    `bookkeeping` names those of the top level that are prep's here (only what the folder's mark vouches for)."""
     if storage.is_url(output_dir):
         found = storage.find(output_dir) if storage.isdir(output_dir) else []
     else:
@@ -181,13 +183,13 @@ def _all_files(output_dir: str) -> list[str]:
             if rel == ".":
                 # prep's own bookkeeping, but only the real thing: a symlink named prep.log or .hydra would
                 # make prep write outside the folder, so it counts as something in the way.
-                dirs[:] = [d for d in dirs if d not in (HYDRA, MANIFEST) or os.path.islink(os.path.join(folder, d))]
-                files = [f for f in files if f not in BOOKKEEPING or not _plain_file(os.path.join(folder, f))]
+                dirs[:] = [d for d in dirs if d not in (bookkeeping & {HYDRA}) | {MANIFEST} or os.path.islink(os.path.join(folder, d))]
+                files = [f for f in files if f not in bookkeeping or not _plain_file(os.path.join(folder, f))]
             found += [posixpath.normpath(posixpath.join(rel.replace(os.sep, "/"), f)) for f in files]
             # a symlinked folder is listed as an entry, never followed
             found += [posixpath.normpath(posixpath.join(rel.replace(os.sep, "/"), d)) for d in dirs if os.path.islink(os.path.join(folder, d))]
     if storage.is_url(output_dir):
-        found = [f for f in found if f.split("/", 1)[0] not in (HYDRA, MANIFEST) and f not in BOOKKEEPING]
+        found = [f for f in found if f.split("/", 1)[0] not in (HYDRA, MANIFEST) and f not in bookkeeping]
     return sorted(found)
 
 
@@ -209,24 +211,63 @@ def _remove_owned(output_dir: str, files: set[str], fingerprint: str) -> None:
     manifest.start([], owned=sorted(files))
     for name in storage.listdir(manifest.dir):
         if name != _HEADER:
-            storage.remove(storage.join(manifest.dir, name))
+            storage.remove(storage.join(manifest.dir, name), root=output_dir)
     folders = set()
     for rel in sorted(files, key=lambda f: (f != SUMMARY, f)):
-        storage.remove(storage.join(output_dir, rel))
+        storage.remove(storage.join(output_dir, rel), root=output_dir)
         parent = posixpath.dirname(rel)
         while parent:
             folders.add(parent)
             parent = posixpath.dirname(parent)
     if not storage.is_url(output_dir):
         for folder in sorted(folders, key=lambda f: -f.count("/")):
-            try:
-                os.rmdir(os.path.join(storage.local(output_dir), folder))
-            except OSError:
-                pass  # not empty: something else lives there, and stays
+            # only an empty real folder: one that is not empty holds something else, which stays
+            nofollow.remove_folder(storage.local(output_dir), os.path.join(storage.local(output_dir), folder))
 
 
 def _shown(names: list[str]) -> str:
     return ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
+
+
+# ---------------------------------------------------------------------------------------------- the mark
+
+# What makes a folder prep's, besides a finished run's summary.json or an unfinished run's manifest: prep writes
+# this into its lock file when a run claims the folder (and when a stopped run leaves its log there). A
+# plan.json, prep.log or .hydra/ in a folder without it is another program's, and prep leaves it alone.
+MARK = b"prep: this folder holds the files of a prep run (see summary.json, or plan.json for a dry run)\n"
+
+
+def mark(output_dir: str) -> None:
+    """Mark a local folder as prep's (the lock file, made if missing, never through a link)."""
+    if storage.is_url(output_dir):
+        return
+    fd = os.open(os.path.join(storage.local(output_dir), LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    try:
+        _write_mark(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_mark(fd: int) -> None:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise WriteError(f"{LOCK}: not a regular file")
+    if os.pread(fd, len(MARK) + 1, 0) != MARK:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, MARK, 0)
+
+
+def is_marked(output_dir: str) -> bool:
+    """Whether prep marked this folder as its own (a regular lock file holding the mark)."""
+    if storage.is_url(output_dir):
+        return True  # object stores have no lock file: there the names alone are what prep goes by
+    try:
+        fd = os.open(os.path.join(storage.local(output_dir), LOCK), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and os.pread(fd, len(MARK) + 1, 0) == MARK
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------- the lock
@@ -265,7 +306,12 @@ class RunLock:
                     f"output_dir={self.output_dir} is in use by another prep run: wait for it to finish, or choose another output_dir"
                 ) from None
             raise WriteError(f"{path}: cannot lock: {err.strerror or err}") from None
-        self._fd = fd  # the file stays empty: a refused run changes nothing in the folder, not even this
+        self._fd = fd  # nothing is written to it yet: a refused run changes nothing in the folder, not even this
+
+    def mark(self) -> None:
+        """The run has claimed the folder: mark it as prep's (see MARK)."""
+        if self._fd is not None:
+            _write_mark(self._fd)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -329,9 +375,12 @@ def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str,
     if overwrite and resume:
         raise ConfigError("overwrite=true and resume=true: choose one (resume keeps finished shards, overwrite starts again)")
     manifest = Manifest(output_dir, fingerprint)
+    _refuse_links(output_dir)
     names = [n for n in storage.listdir(output_dir) if n not in BOOKKEEPING]
     finished = SUMMARY in names and _summary_files(output_dir) is not None
     unfinished = MANIFEST in names
+    # plan.json, prep.log and .hydra/ are prep's only where prep marked the folder, or where a run is
+    bookkeeping = BOOKKEEPING if (finished or unfinished or is_marked(output_dir)) else frozenset({LOCK})
     if finished and not overwrite:
         raise ConfigError(
             f"output_dir={output_dir} already holds a finished run ({SUMMARY}); pass overwrite=true to replace it, "
@@ -349,7 +398,7 @@ def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str,
                 "resume with the same config, or pass overwrite=true to start again"
             )
     owned = owned_files(output_dir) if (finished or unfinished) else set()
-    foreign = [f for f in _all_files(output_dir) if f not in owned]
+    foreign = [f for f in _all_files(output_dir, bookkeeping) if f not in owned]
     if foreign:
         if finished or unfinished or overwrite:
             hint = "files no prep run recorded as its own, which prep never deletes: move them away or choose another output_dir"
@@ -361,10 +410,22 @@ def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str,
     if resume and unfinished:
         return manifest.entries()
     if overwrite and owned:
-        present = [f for f in _all_files(output_dir) if f in owned]
+        present = [f for f in _all_files(output_dir, bookkeeping) if f in owned]
         log.info("overwrite: removing %d file(s) an earlier run wrote in %s", len(present), output_dir)
         _remove_owned(output_dir, set(present) | ({SUMMARY} if finished else set()), fingerprint)
     return {}
+
+
+def _refuse_links(output_dir: str) -> None:
+    """A link planted at a name prep keeps in the folder would lead its writes, reads or deletes elsewhere."""
+    if storage.is_url(output_dir):
+        return
+    for name in sorted(RESERVED):
+        if os.path.islink(os.path.join(storage.local(output_dir), name)):
+            raise ConfigError(
+                f"output_dir={output_dir} is not empty ({name}): it is a symbolic link where prep keeps its own file, and prep never "
+                "writes, reads or deletes through one; remove it or choose another output_dir"
+            )
 
 
 def settle_resume(output_dir: str, manifest: Manifest, entries: dict[str, dict], keep: set[str], plans: list[ShardPlan]) -> None:
@@ -374,7 +435,7 @@ def settle_resume(output_dir: str, manifest: Manifest, entries: dict[str, dict],
     kept = keep | {f"{path}{side}" for path in keep for side in (".idx",)}
     for rel in sorted(p for p in manifest.recorded() | {plan.path + side for plan in plans for side in ("", *_SIDE_FILES)} if _inside(p)):
         if rel not in kept:
-            storage.remove(storage.join(output_dir, rel))
+            storage.remove(storage.join(output_dir, rel), root=output_dir)
     for path in entries:
         if path not in keep:
             manifest.forget(path)
@@ -394,7 +455,7 @@ def reusable(output_dir: str, plan: ShardPlan, entry: dict | None, class_names, 
         return None
     path = storage.join(output_dir, result.path)
     try:
-        if file_sha256(path) != result.sha256:
+        if file_sha256(path, output_dir) != result.sha256:
             return None
     except OSError:
         return None
@@ -403,7 +464,7 @@ def reusable(output_dir: str, plan: ShardPlan, entry: dict | None, class_names, 
         return None
     for rel, sha in recorded.items():
         try:
-            if file_sha256(storage.join(output_dir, rel)) != sha:
+            if file_sha256(storage.join(output_dir, rel), output_dir) != sha:
                 return None
         except OSError:
             return None
@@ -416,4 +477,4 @@ def clean_unfinished(output_dir: str, plans: list[ShardPlan]) -> None:
         return
     for plan in plans:
         for side in (".partial", ".idx.partial"):
-            storage.remove(storage.join(output_dir, plan.path + side))
+            storage.remove(storage.join(output_dir, plan.path + side), root=output_dir)

@@ -148,7 +148,7 @@ def _hidden_part(path: str) -> str | None:
 
 
 def write(output_dir: str, plan: dict) -> None:
-    storage.write_json(storage.join(output_dir, PLAN), plan)
+    storage.write_json(storage.join(output_dir, PLAN), plan, root=output_dir)
 
 
 def table(plan: dict) -> str:

@@ -87,7 +87,7 @@ def _log_warnings(warnings: list[str], note_kinds: list[str]) -> None:
         said.end()
 
 
-def end_dry_run(plan: RunPlan, run: Settings) -> dict:
+def end_dry_run(plan: RunPlan, run: Settings, lock: outputs.RunLock) -> dict:
     """Show the plan and save plan.json (under the run's lock); nothing of an earlier run is deleted or replaced,
     not even its plan.json or saved config: a folder that holds a run (overwrite=true or resume=true let the
     check pass) gets no plan.json."""
@@ -96,6 +96,7 @@ def end_dry_run(plan: RunPlan, run: Settings) -> dict:
     if outputs.holds_run(run.output_dir):
         log.info("dry run: nothing converted; plan.json not written, output_dir=%s holds a run (left as it is)", run.output_dir)
         return plan.document
+    lock.mark()  # plan.json, .hydra/ and prep.log go in: the folder is prep's
     if run.on_claim is not None:
         run.on_claim()
     runplan.write(run.output_dir, plan.document)

@@ -98,9 +98,9 @@ def _decoded(encoder: dict, results: list[ShardResult]) -> dict:
     return {"encoder": {**encoder, "decoded_at": {f"1/{d}": counts[d] for d in (1, 2, 4, 8)}}}
 
 
-def _write_atomically(path: str, text: str) -> None:
+def _write_atomically(path: str, text: str, root: str) -> None:
     try:
-        storage.write_bytes(path, text.encode("utf-8"))
+        storage.write_bytes(path, text.encode("utf-8"), root=root)
     except OSError as err:
         raise WriteError(f"{path}: cannot write: {err.strerror or err}") from None
 
@@ -108,7 +108,7 @@ def _write_atomically(path: str, text: str) -> None:
 def write(output_dir: str, summary: dict) -> None:
     path = storage.join(output_dir, SUMMARY)
     try:
-        storage.write_json(path, summary)
+        storage.write_json(path, summary, root=output_dir)
     except OSError as err:
         raise WriteError(f"{path}: cannot write: {err.strerror or err}") from None
 
@@ -131,7 +131,7 @@ def write_labels_csv(output_dir: str, summary: dict, class_names: list[str] | No
         counts = [summary["splits"][split]["classes"].get(str(label), 0) for split in splits]
         needs_quotes = not name.isprintable() or name != name.strip()
         (quoted if needs_quotes else plain).writerow([label, name, *counts])
-    _write_atomically(storage.join(output_dir, LABELS_CSV), out.getvalue())
+    _write_atomically(storage.join(output_dir, LABELS_CSV), out.getvalue(), output_dir)
 
 
 def load(output_dir: str) -> dict:

@@ -52,12 +52,12 @@ class ArrayRecordSink:
         self.num_records = 0
         self.bytes_written = 0  # record bytes, for the progress bar
         try:
-            self._file = storage.AtomicFile(self.final)
+            self._file = storage.AtomicFile(self.final, root=output_dir)
         except OSError as err:
             raise WriteError(f"{self.final}: cannot create shard: {err.strerror}") from None
-        # The array_record library writes the file itself, by name: the staging file is handed to it.
-        self._file.file.close()
-        self._temp = self._file._temp
+        # The array_record library writes the file itself, by name: it is handed a name that leads to exactly
+        # the staging file prep created (never through a link planted at `<shard>.partial`).
+        self._temp = self._file.local_name
         self._records = arrayrecord.module().ArrayRecordWriter(self._temp, arrayrecord.WRITER_OPTIONS)
         if not self._records.ok():
             self.abort()

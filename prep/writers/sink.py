@@ -72,6 +72,7 @@ class ShardSink:
 
     def __init__(self, writer: Framing, output_dir: str, path: str) -> None:
         self.writer = writer
+        self.output_dir = output_dir
         self.path = path
         self.final = storage.join(output_dir, path)
         self.num_records = 0
@@ -79,7 +80,7 @@ class ShardSink:
         self._offset = 0  # position in the uncompressed stream, for DALI index lines
         self._index: list[str] | None = [] if writer.dali_index else None
         try:
-            self._file = storage.AtomicFile(self.final)
+            self._file = storage.AtomicFile(self.final, root=output_dir)
         except OSError as err:
             raise WriteError(f"{self.final}: cannot create shard: {err.strerror}") from None
         self._raw = _HashingFile(self._file.file)
@@ -132,7 +133,7 @@ class ShardSink:
             self._raw.flush()
             if self._index is not None:
                 # The index first: a published shard always has its index beside it.
-                storage.write_bytes(self.final + ".idx", "".join(self._index).encode())
+                storage.write_bytes(self.final + ".idx", "".join(self._index).encode(), root=self.output_dir)
                 extra.append(self.path + ".idx")
             if before_publish is not None:
                 before_publish(self._raw.size, self._raw.sha256.hexdigest(), extra)

@@ -1,0 +1,201 @@
+"""Local files inside a folder prep owns, reached, written and deleted without ever following a link.
+
+A run folder may be shared (group-writable) or handed over by someone else, so a symlink can be planted at
+any name prep writes (`report.html.partial`, `.hydra/`, a shard's `.partial`) or under any folder it
+walks. Every path here is split into a root, opened as the user named it (following links there is the
+user's own choice, e.g. outputs/ on another disk), and the parts below it, each opened relative to its
+parent's descriptor with O_NOFOLLOW: a link on the way is an error, never a way out. A file is written under
+a temporary name created exclusively (O_CREAT | O_EXCL | O_NOFOLLOW), then renamed over the final name
+(a rename replaces a link planted there, it never writes through it). Only regular files are deleted.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from contextlib import contextmanager
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+TEMP = ".partial"  # what a file is called while it is written (a shard task's `<shard>.partial` too)
+
+
+def parts_below(root: str, path: str) -> list[str]:
+    """The names from root down to path; ValueError for a path that is not below root."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if rel == "." or rel.startswith(".." + os.sep) or rel == ".." or os.path.isabs(rel):
+        raise ValueError(f"{path} is not inside {root}")
+    return rel.split(os.sep)
+
+
+def open_folder(root: str, names: list[str], create: bool = False) -> int:
+    """A descriptor of root/names[0]/...: root opened as named, each folder below it without following a link
+    (made where missing when `create`). OSError(ELOOP or ENOTDIR) names the first part that is not a folder."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for depth, name in enumerate(names):
+            try:
+                child = os.open(name, _DIR, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made meanwhile (another shard task): opened below like any folder
+                child = os.open(name, _DIR, dir_fd=fd)
+            except OSError as err:
+                if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                    where = os.path.join(root, *names[: depth + 1])
+                    raise OSError(err.errno, "is a symbolic link or not a folder: prep never writes through one", where) from None
+                raise
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextmanager
+def parent(root: str, path: str, create: bool = False):
+    """(descriptor of the folder holding path, the file's name), the folder reached from root without links."""
+    names = parts_below(root, path)
+    fd = open_folder(root, names[:-1], create=create)
+    try:
+        yield fd, names[-1]
+    finally:
+        os.close(fd)
+
+
+def create_new(fd: int, name: str) -> int:
+    """A new, empty regular file `name` in the folder fd, opened for writing. A leftover of a stopped run (or a
+    link planted there) under that name is removed first: unlinking a link removes the link, not its target."""
+    try:
+        return os.open(name, _NEW, 0o644, dir_fd=fd)
+    except FileExistsError:
+        try:
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a folder", name) from None
+            os.unlink(name, dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        return os.open(name, _NEW, 0o644, dir_fd=fd)
+
+
+def file_object(fd: int, path: str, buffering: int):
+    """The Python file over a new file's descriptor (path: its temporary name, for messages and for tests that
+    stand in a full disk here)."""
+    try:
+        return open(fd, "wb", buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class NewFile:
+    """A file written under `<name>.partial` in a folder reached without links, published by commit() with
+    one rename; abort() leaves nothing under either name. `file` is a Python file object on the new file."""
+
+    def __init__(self, root: str, path: str, buffering: int = 0) -> None:
+        self.path = path
+        names = parts_below(root, path)
+        self._dir = open_folder(root, names[:-1], create=True)
+        self._name = names[-1]
+        self._temp = self._name + TEMP
+        try:
+            fd = create_new(self._dir, self._temp)
+            self.file = file_object(fd, os.path.join(os.path.dirname(path), self._temp), buffering)
+        except BaseException:
+            os.close(self._dir)
+            raise
+
+    def commit(self) -> None:
+        """Publish the file; if this fails, abort() still removes the temporary file."""
+        self.file.close()
+        os.replace(self._temp, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        self._close_dir()
+
+    def abort(self) -> None:
+        """Remove the temporary file; safe to call more than once, and after a failed commit."""
+        if self._dir is None:
+            return
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(self._temp, dir_fd=self._dir)
+        except OSError:
+            pass
+        self._close_dir()
+
+    def _close_dir(self) -> None:
+        if self._dir is not None:
+            os.close(self._dir)
+            self._dir = None
+
+    @property
+    def temp_path(self) -> str:
+        """The temporary file by a name that leads to exactly this file (for a library that opens files by name)."""
+        return f"/proc/self/fd/{self.file.fileno()}"
+
+
+def write_bytes(root: str, path: str, data: bytes) -> None:
+    out = NewFile(root, path)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[out.file.write(view) :]  # a raw file may take part of a write (a disk filling up)
+        out.commit()
+    except BaseException:
+        out.abort()
+        raise
+
+
+def remove(root: str, path: str) -> bool:
+    """Delete path if it is a regular file reached from root without links; True if it was deleted. Anything
+    else (missing, a link, a folder, a FIFO, a symlinked folder on the way) is left alone."""
+    try:
+        with parent(root, path) as (fd, name):
+            if not stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                return False
+            os.unlink(name, dir_fd=fd)
+            return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            return False
+        raise
+
+
+def remove_folder(root: str, path: str) -> bool:
+    """Remove an empty folder reached from root without links; False where it is not empty, missing or a link."""
+    try:
+        with parent(root, path) as (fd, name):
+            if not stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                return False
+            os.rmdir(name, dir_fd=fd)
+            return True
+    except OSError:
+        return False
+
+
+def open_read(root: str, path: str):
+    """A regular file below root for reading, reached without links (O_NOFOLLOW at every part)."""
+    with parent(root, path) as (fd, name):
+        handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        os.set_blocking(handle, True)
+        return os.fdopen(handle, "rb")
+    except BaseException:
+        os.close(handle)
+        raise
+
+
+def makedirs(root: str, path: str) -> None:
+    os.close(open_folder(root, parts_below(root, path), create=True))
