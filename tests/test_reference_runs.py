@@ -89,7 +89,7 @@ def _digest(path: Path) -> str:
 
 
 def _outputs(run: Path) -> dict[str, str]:
-    skip = {"prep.log"}  # the log has times in every line
+    skip = {"prep.log", ".prep-lock"}  # the log has times in every line; the lock holds only the folder's mark
     return {
         str(p.relative_to(run)): _digest(p)
         for p in sorted(run.rglob("*"))
@@ -122,7 +122,7 @@ def test_reference_run_is_byte_identical_to_its_pin(reference, case):
     run_prep(*_cases(paths)[case], f"hydra.run.dir={case}", "progress=false", cwd=root)
     got = _outputs(out)
     assert "summary.json" in got or case.endswith("dry_run")
-    assert "plan.json" in got and len(got) >= 2, got
+    assert "plan.json" in got, got
     pins = json.loads(PINS.read_text()) if PINS.exists() else {"inputs": {}, "runs": {}}
     if os.environ.get("PREP_REPIN"):
         pins["inputs"] = inputs

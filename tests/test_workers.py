@@ -39,7 +39,7 @@ def test_a_run_stopped_while_planning_ends_its_workers(tmp_path, imagenet_folder
     seen = {}
 
     def planning(*args, **kwargs):
-        seen["workers"] = [p.pid for p in executor._pool._processes.values()]
+        seen["workers"] = executor.worker_pids()
         raise stop("stopped while planning")
 
     monkeypatch.setattr(pipeline, "read_items", planning)
@@ -50,19 +50,19 @@ def test_a_run_stopped_while_planning_ends_its_workers(tmp_path, imagenet_folder
             output_dir=str(tmp_path / "out"), progress=False,
         )
     assert len(seen["workers"]) == 2  # forked before planning
-    assert executor._pool is None and _gone(seen["workers"])
+    assert executor.worker_pids() == [] and _gone(seen["workers"])
     assert not (tmp_path / "out").exists()
 
 
 def test_the_pool_is_started_once_and_closed_idle(tmp_path):
     executor = LocalExecutor(2)
     executor.start()
-    pids = [p.pid for p in executor._pool._processes.values()]
+    pids = executor.worker_pids()
     executor.start()  # a second start keeps the same workers
-    assert [p.pid for p in executor._pool._processes.values()] == pids
-    assert list(executor.map(_square, None, [1, 2, 3])) and [p.pid for p in executor._pool._processes.values()] == pids
+    assert executor.worker_pids() == pids
+    assert list(executor.map(_square, None, [1, 2, 3])) and executor.worker_pids() == pids
     executor.close()
-    assert executor._pool is None and _gone(pids)
+    assert executor.worker_pids() == [] and _gone(pids)
     assert os.getpid() not in pids
 
 
@@ -73,7 +73,7 @@ def _square(job, task):
 class _InterruptedStart(LocalExecutor):
     def start(self) -> None:
         super().start()
-        self.pids = [p.pid for p in self._pool._processes.values()]
+        self.pids = self.worker_pids()
         raise KeyboardInterrupt  # Ctrl-C just as the workers came up
 
 
@@ -85,7 +85,7 @@ def test_ctrl_c_while_the_workers_start_ends_them(tmp_path, imagenet_folder):
             splitter=NoSplit("train"), encoder=PassthroughEncoder(), writer=TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label"}),
             executor=executor, output_dir=str(tmp_path / "out"), progress=False,
         )
-    assert executor._pool is None and _gone(executor.pids)
+    assert executor.worker_pids() == [] and _gone(executor.pids)
 
 
 def test_workers_that_do_not_die_of_sigterm_are_killed(tmp_path):
@@ -98,15 +98,21 @@ def test_workers_that_do_not_die_of_sigterm_are_killed(tmp_path):
     script = textwrap.dedent(
         """
         import signal, time
-        from prep import executors
-        from prep.executors.local import LocalExecutor
-        executors._worker_init = lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        executor = LocalExecutor(2)
+        from prep.executors import local
+        local._worker_init = lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+        def busy(job, task):  # one worker fails after a moment, the other works on, deaf to SIGTERM
+            time.sleep(task)
+            if task < 1:
+                raise RuntimeError("the first error")
+
+        executor = local.LocalExecutor(2)
         executor.start()
-        for _ in range(2):
-            executor._pool.submit(time.sleep, 60)
-        time.sleep(0.5)
         started = time.monotonic()
+        try:
+            list(executor.map(busy, None, [60, 0.5]))
+        except RuntimeError:
+            pass
         executor.close(abort=True)
         print("ended in", round(time.monotonic() - started, 1))
         """
@@ -141,34 +147,47 @@ def test_ending_the_workers_survives_a_default_sigpipe():
 
 
 
-def test_a_worker_ended_halfway_through_sending_its_result_does_not_hang_the_stop():
-    """A content scan's results are large: Ctrl-C could end a worker halfway through sending one, and the pool's
-    reader then waited for the rest forever (this process holds the pipe's other end), so the run never exited."""
+@pytest.mark.parametrize("then", ["killed", "ctrl-c"])
+def test_a_worker_ended_halfway_through_sending_its_result_does_not_hang_the_stop(then):
+    """A content scan's results are large: a worker can die, or be ended by Ctrl-C, halfway through sending one.
+    The run must raise at once, not wait for the rest of the result (as it did when this process, or another
+    worker, held the far end of the pipe too, so the pipe never ended)."""
     import subprocess
     import sys
     import textwrap
 
     script = textwrap.dedent(
-        """
-        import os, signal, struct, threading, time
+        f"""
+        import gc, os, signal, struct, threading, time
+        from multiprocessing.connection import Connection
         from prep.executors.local import LocalExecutor
 
-        executor = LocalExecutor(2)
-
-        def half_sent(job, task):  # the header of a 1 MB result and 10 of its bytes, then nothing
-            os.write(executor._pool._result_queue._writer.fileno(), struct.pack("!i", 1_000_000) + b"x" * 10)
+        def half_sent(job, task):  # the header of a 50 MB result and 1 MB of it, then nothing
+            if task == "sleep":
+                time.sleep(60)
+            conn, = [o for o in gc.get_objects() if isinstance(o, Connection) and not o.closed]  # its only pipe
+            os.write(conn.fileno(), struct.pack("!i", 50_000_000) + b"x" * 1_000_000)
+            if {then!r} == "killed":
+                os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(60)
 
+        executor = LocalExecutor(3)
         executor.start()
-        running = executor.map(half_sent, None, [1, 2])
-        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        running = executor.map(half_sent, None, ["send", "sleep", "sleep"])
+        if {then!r} == "ctrl-c":
+            threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
         started = time.monotonic()
         try:
             next(running)
-        except KeyboardInterrupt:
-            print("stopped in", round(time.monotonic() - started))
+        except BaseException as err:
+            print("stopped in", round(time.monotonic() - started), "by", type(err).__name__, err)
+        executor.close(abort=True)
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("stopped in"), proc.stdout + proc.stderr
+    if then == "killed":
+        assert "by PrepError a worker process died" in proc.stdout, proc.stdout
+    else:
+        assert "by KeyboardInterrupt" in proc.stdout, proc.stdout

@@ -1,4 +1,13 @@
-"""LocalExecutor: shard tasks in this process or a pool of forked worker processes."""
+"""LocalExecutor: shard tasks in this process, or in worker processes that prep forks and owns.
+
+prep forks its workers itself, with public APIs only (a fork-context Process per worker and a pipe to each),
+instead of using the standard library's process pool (concurrent.futures): stopping that pool meant reaching
+into its private attributes, which any Python release may change, and its shared result queue and reader
+thread could hang the stop on a result a dying worker had half sent. Here every worker has its own pipe, and
+only that worker holds the far end, so a worker that dies (killed, out of memory, halfway through a large
+result) is an end of file on its own pipe and the run stops at once. Stopping is prep's logic too: tell idle
+workers to leave, and end busy ones with SIGTERM, then SIGKILL.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +15,23 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
+import traceback
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection, wait
 
 from prep.core import interrupts
 from prep.core.errors import ConfigError, PrepError
 from prep.executors.base import Executor
 
 log = logging.getLogger(__name__)
+
+DIED = "a worker process died while writing shards (killed, or out of memory); rerun with resume=true to finish"
+_LEAVE = b""  # to an idle worker: exit (a task is never empty)
 
 
 def _cores() -> int:
@@ -45,15 +59,17 @@ def _counter():
 
 
 def _watch(progress: Callable[[int, int], None] | None, stop: threading.Event) -> None:
+    # Read past the lock: a worker killed while holding it would otherwise stop this thread, and the map with it.
+    values = _processed.get_obj()
     while not stop.wait(0.25):
-        progress(_processed[0], _processed[1])
+        progress(values[0], values[1])
 
 
 def _worker_init() -> None:
     # Ctrl-C reaches the whole process group: the parent decides what happens, workers just stop when told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Told = SIGTERM, and it must end the worker outright. With the parent's handler (SIGTERM -> KeyboardInterrupt)
-    # the pool would only fail the current shard and hand the worker the next queued one.
+    # the worker would only fail the current shard, report it, and wait for the next task.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # And a worker dies with its parent (even a SIGKILLed one) instead of writing on as an orphan.
     try:
@@ -63,37 +79,41 @@ def _worker_init() -> None:
     interrupts.unblock()  # forked with them blocked (interrupts.deferred): a Ctrl-C that came meanwhile is ignored now
 
 
+class _Worker:
+    def __init__(self, process, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn  # the driver's end of the worker's pipe: tasks out, results back
+
+
 class LocalExecutor(Executor):
-    """Shard tasks in a process pool of `workers` (default: one per core); workers=1 runs in-process."""
+    """Shard tasks in `workers` forked worker processes (default: one per core); workers=1 runs in-process."""
 
     def __init__(self, workers: int | None = None) -> None:
         if workers is not None and workers < 1:
             raise ConfigError(f"executor.workers={workers}: must be a positive number of processes, or null for one per core")
         self.workers = workers or _cores()
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: list[_Worker] = []  # the started workers, kept for the run
         self._counter = None
 
     def start(self) -> None:
         """Fork the worker processes now, while this process is small: workers forked after planning would
         each start as a copy of the driver holding the whole item table."""
-        if self.workers > 1 and self._pool is None:
+        if self.workers > 1 and not self._pool:
             self._counter = _counter()
-            self._pool = self._new_pool(self.workers)
-            _fork_workers(self._pool)
+            _fork(self.workers, self._counter, self._pool)  # into self._pool as they come: close() finds them all
 
     def close(self, abort: bool = False) -> None:
         """Stop the workers: when they are idle, by telling them; after an error or an interrupt (abort), at once,
-        since a pool cut short while it started or worked may never answer."""
-        pool, self._pool = self._pool, None
-        if pool is None:
+        since a worker cut short while it started or worked may never answer."""
+        pool, self._pool, self._counter = self._pool, [], None
+        if not pool:
             return
         with interrupts.held():
             _stop(pool, abort)
 
-    @staticmethod
-    def _new_pool(workers: int) -> ProcessPoolExecutor:
-        # fork: workers start at once with the parent's imports; tasks carry everything else they need.
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init)
+    def worker_pids(self) -> list[int]:
+        """The started workers' process ids (none before start, or once closed)."""
+        return [worker.process.pid for worker in self._pool]
 
     def map(self, fn: Callable, job, tasks: Sequence, progress: Callable[[int], None] | None = None) -> Iterator:
         """Yield fn(job, task) for every task, in order of completion; the first error stops the rest.
@@ -102,7 +122,7 @@ class LocalExecutor(Executor):
         """
         global _processed
         if self._counter is not None:
-            self._counter[0] = self._counter[1] = 0
+            self._counter.get_obj()[:] = [0, 0]  # past the lock, which a worker killed in an earlier map may hold
             _processed = self._counter
         else:
             _processed = _counter()
@@ -124,72 +144,165 @@ class LocalExecutor(Executor):
             for task in tasks:
                 yield fn(job, task)
             return
-        pool = self._pool or self._new_pool(workers)
+        started = bool(self._pool)
+        pool = self._pool if started else []
         finished = False
         try:
-            if pool is not self._pool:
-                _fork_workers(pool)
-            pending = {pool.submit(fn, job, task) for task in tasks}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
+            if not started:
+                _fork(workers, _processed, pool)
+            yield from _run(pool, fn, job, tasks)
             finished = True
-        except BrokenProcessPool:
-            raise PrepError("a worker process died while writing shards (killed, or out of memory); rerun with resume=true to finish") from None
         finally:
             if not finished:
                 # Stop at once: the workers' unfinished shards are only .partial files, removed by the caller.
                 with interrupts.held():  # a second Ctrl-C must not cut this short
                     _stop(pool, abort=True)
-                self._pool = None
-            elif pool is not self._pool:
+                if started:
+                    self._pool, self._counter = [], None
+            elif not started:
                 _stop(pool, abort=False)
 
 
-def _fork_workers(pool: ProcessPoolExecutor) -> None:
-    """Fork the pool's workers (a fork pool forks them all at its first task). A Ctrl-C arriving during the
-    forks would be raised inside a fork hook, where Python drops it, or kill a worker before it ignores Ctrl-C:
-    it waits until they are made, and is then taken by this process alone."""
+def _fork(count: int, counter, into: list[_Worker]) -> None:
+    """Fork `count` workers into `into`. A Ctrl-C arriving during the forks would be raised inside a fork hook,
+    where Python drops it, or kill a worker before it ignores Ctrl-C: it waits until they are made, and is then
+    taken by this process alone."""
+    context = multiprocessing.get_context("fork")  # workers start at once with the parent's imports
     with interrupts.deferred():
-        pool.submit(os.getpid)
+        for i in range(count):
+            mine, theirs = context.Pipe()
+            # This process's ends (the earlier workers', and this one's) are closed in the worker: it keeps its own end only.
+            others = [w.conn for w in into] + [mine]
+            # daemon: a driver that exits without close() ends them at exit instead of waiting on them forever.
+            process = context.Process(target=_serve, args=(theirs, counter, others), name=f"prep-worker-{i + 1}", daemon=True)
+            try:
+                process.start()
+            except BaseException:
+                mine.close()
+                raise
+            finally:
+                # Only the worker may hold its end: when it dies, this process then reads an end of file there
+                # instead of waiting forever for the rest of a result.
+                theirs.close()
+            into.append(_Worker(process, mine))
 
 
-def _end(pool: ProcessPoolExecutor) -> None:
-    """End a pool's workers now: SIGTERM, then SIGKILL for any still alive a moment later. A worker may not die
-    of SIGTERM (not yet set up, so with the parent's handler, or with SIGTERM blocked), and one left waiting on
-    the task queue's lock, which a killed worker held, would make the pool's shutdown wait forever."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        process.terminate()
-    deadline = time.monotonic() + 2.0
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-            process.join(5.0)
-    # A worker ended halfway through sending its result (a content scan's entries are large) leaves the pool's
-    # reader waiting for the rest, forever: this process holds the pipe's other end too, so the reader never
-    # sees its end. Closing it here ends the wait (the pool takes itself for broken, and shuts down).
-    result_queue = getattr(pool, "_result_queue", None)
-    writer = getattr(result_queue, "_writer", None)
-    if writer is not None and not any(process.is_alive() for process in processes):
+def _serve(conn: Connection, counter, inherited: list[Connection]) -> None:
+    """A worker: run the tasks the driver sends, one at a time, and send back each one's outcome."""
+    global _processed
+    _worker_init()
+    for other in inherited:
+        other.close()
+    _processed = counter
+    while True:
         try:
-            writer.close()
-        except OSError:
-            pass
+            message = conn.recv_bytes()
+        except (EOFError, OSError):  # the driver is gone
+            return
+        if message == _LEAVE:
+            return
+        conn.send_bytes(_outcome(message))
 
 
-def _stop(pool: ProcessPoolExecutor, abort: bool) -> None:
-    """Shut the pool down, its workers ended first when abort, with SIGPIPE ignored meanwhile: the pool's
-    threads write to the queues of workers that are gone. Python ignores SIGPIPE, but a program (or a tool's
-    cli, as prep-verify's for `| head`) may have restored the default, which would kill this process there."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN) if main else None
+def _outcome(message: bytes) -> bytes:
     try:
-        if abort:
-            _end(pool)
-        pool.shutdown(wait=True, cancel_futures=True)
+        fn, job, task = pickle.loads(message)
+        return pickle.dumps(("ok", fn(job, task), None), pickle.HIGHEST_PROTOCOL)
+    except BaseException as exc:  # an unpicklable result too
+        error = exc
+    trace = "".join(traceback.format_exception(error))
+    try:
+        reply = pickle.dumps(("error", error, trace), pickle.HIGHEST_PROTOCOL)
+        pickle.loads(reply)  # the driver must be able to make it again, or it would see no error at all
+        return reply
+    except BaseException:
+        try:
+            text = f"{type(error).__name__}: {error}"
+        except BaseException:
+            text = type(error).__name__
+        return pickle.dumps(("error", PrepError(text), trace), pickle.HIGHEST_PROTOCOL)
+
+
+class _RemoteTraceback(Exception):
+    """Where a task failed in its worker: the cause of the error raised here."""
+
+    def __init__(self, trace: str) -> None:
+        super().__init__(trace)
+        self.trace = trace
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.trace}"""'
+
+
+def _run(pool: list[_Worker], fn: Callable, job, tasks: Sequence) -> Iterator:
+    """Hand each idle worker the next task and yield the results as they come; the first error, or a worker's
+    death, is raised here."""
+    todo = deque(tasks)
+    idle = deque(pool)
+    busy: dict[Connection, _Worker] = {}
+
+    def feed() -> None:
+        while idle and todo:
+            worker = idle.popleft()
+            try:
+                _send(worker.conn, pickle.dumps((fn, job, todo.popleft()), pickle.HIGHEST_PROTOCOL))
+            except OSError:  # died while idle
+                raise PrepError(DIED) from None
+            busy[worker.conn] = worker
+
+    feed()
+    while busy:
+        for conn in wait(list(busy)):
+            worker = busy.pop(conn)
+            try:
+                kind, value, trace = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):  # dead before or while sending: its pipe ends, so this never waits on it
+                raise PrepError(DIED) from None
+            if kind == "error":
+                raise value from _RemoteTraceback(trace)
+            idle.append(worker)
+            feed()  # before yielding: the worker has its next task while the caller handles this result
+            yield value
+
+
+def _send(conn: Connection, data: bytes) -> None:
+    """Send with SIGPIPE blocked: a worker that is gone makes the write fail (an OSError) instead of killing this
+    process. Python ignores SIGPIPE, but a program (or a tool's cli, as prep-verify's for `| head`) may have
+    restored the default."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
+    try:
+        conn.send_bytes(data)
     finally:
-        if main:
-            signal.signal(signal.SIGPIPE, previous)
+        if signal.SIGPIPE not in before:
+            signal.sigtimedwait({signal.SIGPIPE}, 0)  # the failed write's own SIGPIPE, taken before it could act
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _end(pool: list[_Worker]) -> None:
+    """End the workers now: SIGTERM, then SIGKILL for any still alive a moment later. A worker may not die of
+    SIGTERM (not yet set up, so with SIGTERM still blocked from its fork, or with SIGTERM blocked by a library)."""
+    for worker in pool:
+        worker.process.terminate()
+    deadline = time.monotonic() + 2.0
+    for worker in pool:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.exitcode is None:
+            worker.process.kill()
+            worker.process.join(5.0)
+
+
+def _stop(pool: list[_Worker], abort: bool) -> None:
+    """Stop the workers: idle ones are told to leave and given a moment; busy ones (abort), and any that did not
+    leave, are ended. Nothing here reads from a worker, so a worker gone in any state cannot make it wait."""
+    if not abort:
+        for worker in pool:
+            try:
+                _send(worker.conn, _LEAVE)
+            except OSError:  # already gone
+                pass
+        deadline = time.monotonic() + 5.0
+        for worker in pool:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+    _end([worker for worker in pool if worker.process.exitcode is None])
+    for worker in pool:
+        worker.conn.close()
