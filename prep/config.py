@@ -249,7 +249,7 @@ RUNTIME_KEYS = ("output_dir", "overwrite", "resume", "verify", "progress", "exec
 
 
 # The terminal's log format. The run's log file (prep.log) is written by prep itself, only once the run
-# holds its output folder (prep/runlog.py), so Hydra's own file handler is not used. In the ConfigStore,
+# holds its output folder (prep/run/logfile.py), so Hydra's own file handler is not used. In the ConfigStore,
 # not conf/, so that a rerun from a saved .hydra/config.yaml finds it too.
 JOB_LOGGING = {
     "version": 1,

@@ -11,7 +11,7 @@ from prep.core.errors import ConfigError, InputError
 from prep.sources.base import LabelEntry, clean
 from prep.sources.lines import read_lines
 
-# What `labels.kind` accepts: how label values become ids (prep.reader.label_ids applies it).
+# What `labels.kind` accepts: how label values become ids (prep.run.listing.label_ids applies it).
 KINDS = ("auto", "int", "name")
 
 
