@@ -404,6 +404,9 @@ def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str,
             hint = "files no prep run recorded as its own, which prep never deletes: move them away or choose another output_dir"
         else:
             hint = "choose an empty folder"
+        theirs = sorted({f.split("/", 1)[0] for f in foreign} & BOOKKEEPING)
+        if theirs:  # prep's own names, but not prep's files
+            hint += f"; {', '.join(theirs)} {'is' if len(theirs) == 1 else 'are'} another program's (a folder prep wrote in holds its mark in {LOCK})"
         raise ConfigError(f"output_dir={output_dir} is not empty ({_shown(foreign)}): {hint}")
     if check_only:
         return {}
