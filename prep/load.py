@@ -1,30 +1,153 @@
 """Read a finished run back: a tf.data pipeline of (image, label) built from the run's own summary.json,
 and a pure-Python reader of every record (TFRecord, OFRecord, ArrayRecord or WebDataset sample) as dicts. TensorFlow is imported only when used.
 
+Every file of a run folder is opened here (open_in_run, load_summary), never through a symbolic link: the
+readers and tools all read a run through these helpers.
+
 Also here, from the modules that hold them: RecordDataset (random access, prep/tools/random_access.py) and the
 arguments of DALI's and Ray's readers (dali_tfrecord_args, ray_tfrecord_args: prep/tools/consumers.py)."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
-import stat
 import struct
 import zlib
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
-from prep.core import storage
+from prep.core import nofollow, storage
 from prep.core.errors import ConfigError, InputError, PrepError
 from prep.formats import arrayrecord, ofrecord, protowire, tar, tfrecord, wds
 from prep.formats.protowire import WireError
 from prep.runfiles import summary as summaries
+from prep.runfiles.names import MANIFEST, SUMMARY
 
 PROBE_BYTES = 64 << 20  # what sniff_records reads at most (decompressed) to find a file's first record
 _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")  # a 32K window at each compression level
 
 
+# ------------------------------------------------------------------------------------------ a run folder's files
+#
+# A run folder may come from someone else (mailed, downloaded, shared), so any file in it may be a symbolic link
+# to a file of the reader's own machine. Every file a reader opens from a run folder (summary.json, shards, DALI
+# index files, metadata files, .hydra/config.yaml, the lock) is opened here: the run folder as the user named it
+# (a link there is the user's own choice), every folder below it and the file itself without following a link
+# (O_NOFOLLOW, each part relative to its parent's descriptor), and only a regular file is returned. Object
+# storage (s3://, ...) has no links: its objects go through prep.core.storage.
+
+LINK = f"{nofollow.LINK}: prep reads only files inside the run folder"
+LinkError = nofollow.LinkError
+
+
+def read_problem(err: OSError) -> str:
+    """What an OSError from open_in_run says, for "<path>: <problem>" (a link is not "cannot read")."""
+    if isinstance(err, LinkError):
+        return err.strerror
+    return f"cannot read: {err.strerror or err}"
+
+
+def run_parts(rel: str) -> list[str]:
+    """The names of a relative path inside a run folder; OSError(EINVAL) for one that could leave it."""
+    parts = rel.split("/")
+    if rel.startswith("/") or "\0" in rel or any(p in ("", ".", "..") for p in parts):
+        raise OSError(errno.EINVAL, "not a plain path inside the run folder", rel)
+    return parts
+
+
+def open_fd_in_run(run_dir: str, rel: str, flags: int = nofollow.READ) -> int:
+    """A descriptor of the regular file `rel` ("/"-separated, as summary.json lists paths) of the local run folder
+    run_dir, reached without following a link below it (prep.core.nofollow.open_file)."""
+    return nofollow.open_file(storage.local(run_dir), run_parts(rel), flags, why=": prep reads only files inside the run folder")
+
+
+def open_in_run(run_dir: str, rel: str):
+    """The file `rel` of the run folder run_dir as a binary file object (seekable), never through a link (see
+    open_fd_in_run); an object of a run in object storage through prep.core.storage."""
+    if storage.is_url(run_dir):
+        return storage.open_read(storage.join(run_dir, rel))
+    return os.fdopen(open_fd_in_run(run_dir, rel), "rb")
+
+
+def read_in_run(run_dir: str, rel: str, limit: int = storage.MAX_READ_BYTES) -> bytes:
+    """A whole file of the run folder (as open_in_run), refused (OSError EFBIG) when it is larger than `limit`."""
+    if storage.is_url(run_dir):
+        return storage.read_bytes(storage.join(run_dir, rel), limit)
+    with open_in_run(run_dir, rel) as f:
+        if os.fstat(f.fileno()).st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", storage.join(run_dir, rel))
+        return f.read(limit + 1)
+
+
+def check_in_run(run_dir: str, rel: str) -> str:
+    """The path of a run folder's file for a library that opens files by name itself (TensorFlow, DALI, Ray),
+    checked first as open_in_run opens it; InputError naming the file otherwise."""
+    path = storage.join(run_dir, rel)
+    if not storage.is_url(run_dir):
+        try:
+            os.close(open_fd_in_run(run_dir, rel))
+        except OSError as err:
+            raise InputError(f"{path}: {read_problem(err)}") from None
+    return path
+
+
+@contextmanager
+def name_in_run(run_dir: str, rel: str):
+    """A name that leads to exactly the run folder's file `rel`, opened as open_in_run opens it, for a library
+    that opens files by name (array_record): /proc/self/fd/N while the block runs, so no link planted (or
+    swapped in) on the way is followed; a local copy of an object in object storage."""
+    path = storage.join(run_dir, rel)
+    if storage.is_url(run_dir):
+        with storage.local_copy(path, os.path.splitext(rel)[1]) as local:
+            yield local
+        return
+    fd = open_fd_in_run(run_dir, rel)
+    try:
+        name = f"/proc/self/fd/{fd}"
+        yield name if os.path.exists(name) else storage.local(path)
+    finally:
+        os.close(fd)
+
+
+def run_relative(run_dir: str, path: str) -> str:
+    """`path` (storage.join(run_dir, rel)) as the relative path rel."""
+    if storage.is_url(run_dir):
+        return path[len(run_dir.rstrip("/")) + 1 :]
+    return os.path.relpath(storage.local(path), storage.local(run_dir)).replace(os.sep, "/")
+
+
+def load_summary(run_dir: str) -> dict:
+    """summary.json of a finished run, read as open_in_run reads (never through a link) and checked by
+    prep.runfiles.summary.validate; one PrepError naming the file and what is wrong otherwise."""
+    if storage.is_url(run_dir):
+        return summaries.load(run_dir)
+    path = storage.join(run_dir, SUMMARY)
+    if storage.isfile(run_dir):
+        raise ConfigError(f"{run_dir}: a file, not a run folder; give the folder that holds {SUMMARY}")
+    if not storage.isdir(run_dir):
+        raise ConfigError(f"{run_dir}: no such folder")
+    try:
+        data = read_in_run(run_dir, SUMMARY)
+    except FileNotFoundError:
+        if os.path.lexists(storage.join(run_dir, MANIFEST)):
+            raise ConfigError(f"{run_dir}: an unfinished run (no {SUMMARY}); finish it with resume=true") from None
+        raise ConfigError(f"{run_dir}: no {SUMMARY}; not a finished prep run") from None
+    except OSError as err:
+        raise InputError(f"{path}: {read_problem(err)}") from None
+    try:
+        summary = json.loads(data)
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; is it a summary.json?") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); truncated or edited by hand?") from None
+    except (RecursionError, ValueError) as err:  # nesting too deep, or a number of over 4300 digits
+        raise InputError(f"{path}: not a summary.json ({str(err) or type(err).__name__})") from None
+    return summaries.validate(summary, path)
+
+
 def shard_paths(run_dir: str, split: str | None, summary: dict | None = None) -> list[str]:
-    summary = summary or summaries.load(run_dir)
+    summary = summary or load_summary(run_dir)
     if split is not None and split not in summary["splits"]:
         raise ConfigError(f"{run_dir}: no split {split!r}; this run has {sorted(summary['splits'])}")
     return [storage.join(run_dir, s["path"]) for s in summary["shards"] if split is None or s["split"] == split]
@@ -39,14 +162,15 @@ def records(run_dir: str, split: str | None = None) -> Iterator[dict]:
 
     Works for TFRecord (CRCs checked) and OFRecord; single values are unwrapped from their lists.
     """
-    summary = summaries.load(run_dir)
+    summary = load_summary(run_dir)
     for path in shard_paths(run_dir, split, summary):
-        yield from shard_records(path, summary["format"], summary.get("compression"))
+        yield from shard_records(path, summary["format"], summary.get("compression"), run_dir=run_dir)
 
 
-def shard_records(path: str, fmt: str, compression: str | None = None) -> Iterator[dict]:
-    """The records of one shard file, decoded; a record that does not parse is a WireError naming file and record."""
-    for index, payload in enumerate(shard_payloads(path, fmt, compression)):
+def shard_records(path: str, fmt: str, compression: str | None = None, *, run_dir: str | None = None) -> Iterator[dict]:
+    """The records of one shard file, decoded; a record that does not parse is a WireError naming file and record.
+    run_dir: path is a file of that run folder (storage.join(run_dir, rel)), read without following a link."""
+    for index, payload in enumerate(shard_payloads(path, fmt, compression, run_dir=run_dir)):
         try:
             record = decode(payload, fmt)
         except (WireError, tar.TarError) as err:
@@ -63,16 +187,18 @@ def decode(payload: bytes, fmt: str) -> dict:
     return {key: values[0] if len(values) == 1 else values for key, (_, values) in features.items()}
 
 
-def shard_payloads(path: str, fmt: str, compression: str | None = None) -> Iterator[bytes]:
-    """The serialized records of one shard file (framing, and TFRecord CRCs, checked); only PrepErrors."""
+def shard_payloads(path: str, fmt: str, compression: str | None = None, *, run_dir: str | None = None) -> Iterator[bytes]:
+    """The serialized records of one shard file (framing, and TFRecord CRCs, checked); only PrepErrors.
+
+    run_dir: path is a file of that run folder, opened as open_in_run opens it (never through a link); without
+    it, path is a file the user named, opened as named."""
     if fmt == "arrayrecord":  # the array_record library opens the file itself (a local copy of s3://)
-        with storage.local_copy(path, ".array_record") as local:
-            yield from arrayrecord.read_payloads(local)
+        yield from arrayrecord_payloads(path, run_dir)
         return
     try:
-        f = storage.open_read(path)
-    except OSError as err:  # missing, a folder, no permission: the user's to fix, named
-        raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
+        f = open_in_run(run_dir, run_relative(run_dir, path)) if run_dir is not None else storage.open_read(path)
+    except OSError as err:  # missing, a folder, a link, no permission: the user's to fix, named
+        raise InputError(f"{path}: {read_problem(err)}") from None
     with f:
         if fmt == "tfrecord":
             for _, payload in tfrecord.read_records(tfrecord.decompressing(f, compression), path):
@@ -83,6 +209,30 @@ def shard_payloads(path: str, fmt: str, compression: str | None = None) -> Itera
         else:
             for _, payload in ofrecord.read_records(f, path):
                 yield payload
+
+
+@contextmanager
+def arrayrecord_name(path: str, run_dir: str | None = None):
+    """A local name of an ArrayRecord shard for the array_record library: the file reached as open_in_run
+    reaches it (run_dir given), or as the user named it; InputError naming the file when it cannot be opened."""
+    opened = name_in_run(run_dir, run_relative(run_dir, path)) if run_dir is not None else storage.local_copy(path, ".array_record")
+    with ExitStack() as stack:
+        try:
+            name = stack.enter_context(opened)
+        except OSError as err:
+            raise InputError(f"{path}: {read_problem(err)}") from None
+        yield name
+
+
+def arrayrecord_payloads(path: str, run_dir: str | None = None) -> Iterator[bytes]:
+    """Every record of an ArrayRecord shard in order; a damaged file is one RecordError naming `path`."""
+    with arrayrecord_name(path, run_dir) as name:
+        try:
+            yield from arrayrecord.read_payloads(name)
+        except arrayrecord.RecordError as err:
+            raise arrayrecord.RecordError(str(err).replace(name, path)) from None
+        except RuntimeError as err:  # the library's own error for a damaged chunk, from outside read_many
+            raise arrayrecord.RecordError(f"{path}: {err}") from None
 
 
 def compressions_by_magic(head: bytes) -> list[str]:
@@ -112,22 +262,27 @@ class _Capped:
         return data
 
 
-def sniff_records(path: str, max_bytes: int = PROBE_BYTES) -> tuple[str, str | None] | None:
+def sniff_records(path: str, max_bytes: int = PROBE_BYTES, *, run_dir: str | None = None) -> tuple[str, str | None] | None:
     """(format, compression) under which a file's first record reads as prep's records, else None.
 
     TFRecord when the first length field's CRC holds (a 1 in 2**32 chance for other bytes), read plain, then
     through each compression its magic bytes allow; a tar ("webdataset") when it starts with a ustar header
     whose checksum holds; else OFRecord (which has no CRC) when its first record
     decodes to features. Reads at most `max_bytes` (decompressed) per try, so a first OFRecord larger than
-    that is not recognized; only a regular file is opened (OSError otherwise, as storage.open_read).
+    that is not recognized; only a regular file is opened (OSError otherwise, as storage.open_read); with
+    run_dir, path is a file of that run folder, never read through a link (as open_in_run).
     """
-    with storage.open_read(path) as f:
+
+    def open_read():
+        return open_in_run(run_dir, run_relative(run_dir, path)) if run_dir is not None else storage.open_read(path)
+
+    with open_read() as f:
         head = f.read(16)
     compressions = [None, *compressions_by_magic(head)]
 
     def first(compression: str | None, read) -> bool:
         try:
-            with storage.open_read(path) as f:
+            with open_read() as f:
                 return read(_Capped(tfrecord.decompressing(f, compression), max_bytes))
         except (PrepError, OSError, EOFError, zlib.error):  # not this compression, or not records
             return False
@@ -156,9 +311,9 @@ def sniff_records(path: str, max_bytes: int = PROBE_BYTES) -> tuple[str, str | N
 
 def payloads(run_dir: str, split: str | None = None, summary: dict | None = None) -> Iterator[bytes]:
     """The serialized records of a run, shard after shard."""
-    summary = summary or summaries.load(run_dir)
+    summary = summary or load_summary(run_dir)
     for path in shard_paths(run_dir, split, summary):
-        yield from shard_payloads(path, summary["format"], summary.get("compression"))
+        yield from shard_payloads(path, summary["format"], summary.get("compression"), run_dir=run_dir)
 
 
 def tf_dataset(run_dir: str, split: str = "train", *, decode: bool = True, channels: int = 0):
@@ -168,7 +323,7 @@ def tf_dataset(run_dir: str, split: str = "train", *, decode: bool = True, chann
     """
     import tensorflow as tf
 
-    summary = summaries.load(run_dir)
+    summary = load_summary(run_dir)
     if summary["format"] != "tfrecord":
         raise ConfigError(f"{run_dir}: written with writer={summary['format']}; use prep.load.records() to read it")
     types = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
@@ -189,10 +344,9 @@ def tf_dataset(run_dir: str, split: str = "train", *, decode: bool = True, chann
         label = example[label_key] if label_key else tf.constant(-1, tf.int64)
         return image, label
 
-    files = shard_paths(run_dir, split, summary)
-    if not storage.is_url(run_dir):
-        for path in files:  # TensorFlow opens files itself: a FIFO would block it, so only regular files go in
-            _check_regular(path)
+    # TensorFlow opens files itself: each one is checked first to be a regular file of the run folder, reached
+    # without a link (a FIFO would block it; a link would read a file outside the run)
+    files = [check_in_run(run_dir, run_relative(run_dir, path)) for path in shard_paths(run_dir, split, summary)]
     compression = {"gzip": "GZIP", "zlib": "ZLIB"}.get(summary.get("compression") or "", "")
     if storage.is_url(run_dir):
         # TensorFlow no longer reads s3:// itself: stream the records through fsspec instead.
@@ -202,17 +356,6 @@ def tf_dataset(run_dir: str, split: str = "train", *, decode: bool = True, chann
     else:
         dataset = tf.data.TFRecordDataset(files, compression_type=compression)
     return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def _check_regular(path: str) -> None:
-    """InputError unless `path` is a regular file (stat, so a FIFO is not opened)."""
-    try:
-        mode = os.stat(storage.local(path)).st_mode
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
-                          "is a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)")
-    except OSError as err:
-        raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
 
 
 # Re-exported lazily (PEP 562): prep.load.RecordDataset works, and reading records sequentially imports no numpy.

@@ -295,7 +295,7 @@ def test_prep_report_rebuilds_the_same_bytes(flower_run, capsys):
     write_hydra_config(out, image_dir)
     written = (out / "report.html").read_bytes()
     (out / "report.html").unlink()
-    assert report.main([str(out)]) == 0
+    assert report.main([str(out), "--images", str(image_dir)]) == 0  # the run's source folder, named by the user
     assert f"wrote {out / 'report.html'}" in capsys.readouterr().out
     assert (out / "report.html").read_bytes() == written
     assert not list(out.glob("*.partial"))
@@ -361,7 +361,7 @@ def test_prep_and_prep_report_from_the_command_line(tmp_path, photos):
     run_dir = tmp_path / "run"
     run_prep("dataset=images", f"source.image_dir={image_dir}", "labels=subdirs", "split=stratified", "progress=false", f"hydra.run.dir={run_dir}")
     written = (run_dir / "report.html").read_bytes()
-    proc = run_prep(str(run_dir), module="prep.report")
+    proc = run_prep(str(run_dir), "--images", str(image_dir), module="prep.report")
     assert proc.stdout.startswith(f"wrote {run_dir / 'report.html'}")
     assert (run_dir / "report.html").read_bytes() == written
     assert b'<div class="ph">does not decode</div>' in written  # the skipped files, read through the saved config

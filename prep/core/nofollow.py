@@ -29,33 +29,57 @@ def parts_below(root: str, path: str) -> list[str]:
     return rel.split(os.sep)
 
 
-def open_folder(root: str, names: list[str], create: bool = False) -> int:
+class LinkError(OSError):
+    """A symbolic link where a file of prep's folder, or a folder on its way, belongs (errno ELOOP)."""
+
+
+LINK = "is a symbolic link"
+
+
+def _is_link(name: str, folder: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def open_path(root: str, names: list[str], last_flags: int | None = None, create: bool = False, why: str = "") -> int:
     """A descriptor of root/names[0]/...: root opened as named, each folder below it without following a link
-    (made where missing when `create`). OSError(ELOOP or ENOTDIR) names the first part that is not a folder."""
+    (made where missing when `create`), the last name opened with `last_flags` (a folder when None).
+    LinkError names the first part that is a link ("<path>: [its folder X ]is a symbolic link<why>"); any other
+    OSError names the whole path."""
+    path = os.path.join(root, *names)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for depth, name in enumerate(names):
+            last = depth == len(names) - 1
+            flags = last_flags if last and last_flags is not None else _DIR
             try:
-                child = os.open(name, _DIR, dir_fd=fd)
+                child = os.open(name, flags, 0o644, dir_fd=fd)
             except FileNotFoundError:
-                if not create:
-                    raise
+                if not create or flags != _DIR:
+                    raise FileNotFoundError(errno.ENOENT, "No such file or directory", path) from None
                 try:
                     os.mkdir(name, 0o755, dir_fd=fd)
                 except FileExistsError:
                     pass  # made meanwhile (another shard task): opened below like any folder
                 child = os.open(name, _DIR, dir_fd=fd)
             except OSError as err:
-                if err.errno in (errno.ELOOP, errno.ENOTDIR):
-                    where = os.path.join(root, *names[: depth + 1])
-                    raise OSError(err.errno, "is a symbolic link or not a folder: prep never writes through one", where) from None
-                raise
+                if _is_link(name, fd):
+                    where = "" if last else f"its folder {'/'.join(names[: depth + 1])} "
+                    raise LinkError(errno.ELOOP, where + LINK + why, path) from None
+                raise OSError(err.errno, err.strerror, path) from None
             os.close(fd)
             fd = child
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def open_folder(root: str, names: list[str], create: bool = False) -> int:
+    """A descriptor of the folder root/names...; every part below root reached without following a link."""
+    return open_path(root, names, create=create, why=": prep never writes through one")
 
 
 @contextmanager
@@ -183,18 +207,31 @@ def remove_folder(root: str, path: str) -> bool:
         return False
 
 
+READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO opens without blocking, then is refused
+
+
+def open_file(root: str, names: list[str], flags: int = READ, why: str = "") -> int:
+    """A descriptor of the regular file root/names..., reached without following a link below root. OSError
+    naming the file otherwise: LinkError for a link (the file or a folder on its way), FileNotFoundError,
+    IsADirectoryError, EINVAL for a FIFO, socket or device (never blocked on)."""
+    fd = open_path(root, names, last_flags=flags, why=why)
+    path = os.path.join(root, *names)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", path)
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)", path)
+        os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def open_read(root: str, path: str):
     """A regular file below root for reading, reached without links (O_NOFOLLOW at every part)."""
-    with parent(root, path) as (fd, name):
-        handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
-    try:
-        if not stat.S_ISREG(os.fstat(handle).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        os.set_blocking(handle, True)
-        return os.fdopen(handle, "rb")
-    except BaseException:
-        os.close(handle)
-        raise
+    return os.fdopen(open_file(root, parts_below(root, path)), "rb")
 
 
 def makedirs(root: str, path: str) -> None:

@@ -8,13 +8,12 @@ import os
 
 from prep.core import storage
 from prep.core.errors import ConfigError
-from prep.load import shard_paths
-from prep.runfiles import summary as summaries
+from prep.load import check_in_run, load_summary
 from prep.tools.random_access import frame_offsets
 
 
 def _tfrecord_run(run_dir: str, split: str | None, what: str) -> dict:
-    summary = summaries.load(run_dir)
+    summary = load_summary(run_dir)
     if summary["format"] != "tfrecord":
         raise ConfigError(f"{run_dir}: written with writer={summary['format']}; {what} reads TFRecord runs (writer=tfrecord)")
     if split is not None and split not in summary["splits"]:
@@ -27,8 +26,10 @@ def dali_tfrecord_args(run_dir: str, split: str | None = None, index_dir: str | 
     (or the whole run with split=None).
 
     Uses the run's own `<shard>.idx` files (writer.dali_index=true); for a run without them, writes the index
-    files under `index_dir` (a folder of yours, never the run folder), mirroring the shard paths. features
-    maps every record key to a DALI FixedLenFeature of its stored type (bytes -> string, int64, float -> float32).
+    files under `index_dir` (a folder of yours, neither the run folder nor inside it nor holding it), mirroring
+    the shard paths. features maps every record key to a DALI FixedLenFeature of its stored type (bytes ->
+    string, int64, float -> float32). DALI opens the files itself: each shard and index file is checked first
+    to be a regular file of the run folder, reached without a symbolic link.
     """
     summary = _tfrecord_run(run_dir, split, "DALI's tfrecord reader")
     if summary.get("compression"):
@@ -37,9 +38,10 @@ def dali_tfrecord_args(run_dir: str, split: str | None = None, index_dir: str | 
             "TFRecords only (it seeks to byte offsets): rerun with writer.compression=null writer.dali_index=true"
         )
     shards = [s for s in summary["shards"] if split is None or s["split"] == split]
-    paths = [storage.local(storage.join(run_dir, s["path"])) for s in shards]
+    features = dali_features(summary)  # DALI is there before anything is checked or written
+    paths = [storage.local(check_in_run(run_dir, s["path"])) for s in shards]
     if all(s["path"] + ".idx" in s.get("extra_files", []) for s in shards):
-        index_paths = [path + ".idx" for path in paths]
+        index_paths = [storage.local(check_in_run(run_dir, s["path"] + ".idx")) for s in shards]
     elif index_dir is None:
         raise ConfigError(
             f"{run_dir}: this run has no DALI index files; pass index_dir=<a folder of yours> to have them written "
@@ -47,7 +49,7 @@ def dali_tfrecord_args(run_dir: str, split: str | None = None, index_dir: str | 
         )
     else:
         index_paths = write_dali_index(run_dir, shards, index_dir)
-    return {"path": paths, "index_path": index_paths, "features": dali_features(summary)}
+    return {"path": paths, "index_path": index_paths, "features": features}
 
 
 def dali_features(summary: dict) -> dict:
@@ -60,24 +62,40 @@ def dali_features(summary: dict) -> dict:
     return {key: tfrec.FixedLenFeature((), *types[kind]) for key, kind in summary["features"].items()}
 
 
-def write_dali_index(run_dir: str, shards: list[dict], index_dir: str) -> list[str]:
-    """Write `<index_dir>/<shard path>.idx` ("offset size" per record, as DALI's tfrecord2idx) for each shard
-    by one scan of its framing; the run folder itself is never written."""
+def check_index_dir(run_dir: str, index_dir: str) -> str:
+    """index_dir as an absolute path; ConfigError when it is the run folder, lies inside it or holds it (by real
+    paths: the index files mirror the shard paths, so a folder holding the run could write into it)."""
     if storage.is_url(index_dir):
         raise ConfigError(f"index_dir={index_dir!r}: DALI reads index files from a local folder")
     index_dir = os.path.abspath(index_dir)
-    run = os.path.realpath(storage.local(run_dir)) if not storage.is_url(run_dir) else None
-    if run is not None and (os.path.realpath(index_dir) + os.sep).startswith(run + os.sep):
-        raise ConfigError(f"index_dir={index_dir!r} is inside the run folder {run_dir}; a run is never changed after it finished: choose another folder")
-    written = []
+    if storage.is_url(run_dir):
+        return index_dir
+    run, real = os.path.realpath(storage.local(run_dir)), os.path.realpath(index_dir)
+    if real == run:
+        where = "is the run folder"
+    elif real.startswith(run.rstrip(os.sep) + os.sep):
+        where = "is inside the run folder"
+    elif run.startswith(real.rstrip(os.sep) + os.sep):
+        where = "holds the run folder"
+    else:
+        return index_dir
+    raise ConfigError(f"index_dir={index_dir!r} {where} {run_dir}; a run is never changed after it finished: choose another folder")
+
+
+def write_dali_index(run_dir: str, shards: list[dict], index_dir: str) -> list[str]:
+    """Write `<index_dir>/<shard path>.idx` ("offset size" per record, as DALI's tfrecord2idx) for each shard
+    by one scan of its framing; the run folder itself is never written. Every shard is read (and index_dir
+    checked) before the first index file is written: a run that cannot be indexed leaves nothing behind."""
+    index_dir = check_index_dir(run_dir, index_dir)
+    texts = []
     for shard in shards:
-        offsets = frame_offsets(storage.join(run_dir, shard["path"]), "tfrecord", shard["bytes"])
+        offsets = frame_offsets(storage.join(run_dir, shard["path"]), "tfrecord", shard["bytes"], run_dir=run_dir)
         lines = "".join(f"{start} {end - start}\n" for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist()))
-        path = os.path.join(index_dir, shard["path"] + ".idx")
+        texts.append((os.path.join(index_dir, shard["path"] + ".idx"), lines.encode()))
+    for path, data in texts:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        storage.write_bytes(path, lines.encode())
-        written.append(path)
-    return written
+        storage.write_bytes(path, data)
+    return [path for path, _ in texts]
 
 
 def ray_tfrecord_args(run_dir: str, split: str | None = None, *, schema: bool = True) -> dict:
@@ -91,7 +109,8 @@ def ray_tfrecord_args(run_dir: str, split: str | None = None, *, schema: bool = 
     compression = summary.get("compression")
     if compression == "zlib":
         raise ConfigError(f"{run_dir}: zlib-compressed shards; Ray (through Arrow) reads plain or gzip TFRecords: rerun with writer.compression=gzip or null")
-    args: dict = {"paths": [storage.local(p) for p in shard_paths(run_dir, split, summary)]}
+    shards = [s for s in summary["shards"] if split is None or s["split"] == split]
+    args: dict = {"paths": [storage.local(check_in_run(run_dir, s["path"])) for s in shards]}  # Ray opens them by name
     if compression == "gzip":
         args["arrow_open_stream_args"] = {"compression": "gzip"}
     if schema:

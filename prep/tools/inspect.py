@@ -21,9 +21,9 @@ from prep.core.errors import EncodeError, PrepError
 from prep.formats import ofrecord, tar, tfrecord
 from prep.formats.images import HEADER_FORMATS, read_header, sniff_format
 from prep.formats.protowire import WireError
+from prep.load import load_summary, shard_records, sniff_records
 from prep.load import records as run_records
-from prep.load import shard_records, sniff_records
-from prep.runfiles import summary as summaries
+from prep.runfiles.names import SUMMARY
 
 CELL = 96  # contact-sheet cell size in pixels
 CAPTION = 22  # caption strip under each cell
@@ -35,11 +35,12 @@ class OverMaxPixels(EncodeError):
 
 
 def _find_summary(path: str) -> tuple[dict | None, str | None]:
-    """The summary.json of the run a shard belongs to (its folder, or the one above for OFRecord split folders)."""
+    """The summary.json of the run a shard belongs to (its folder, or the one above for OFRecord split folders),
+    read as prep.load.load_summary reads it: a summary.json that is a symbolic link is an error, never followed."""
     folder = os.path.dirname(os.path.abspath(path))
     for candidate in (folder, os.path.dirname(folder)):
-        if os.path.exists(os.path.join(candidate, summaries.SUMMARY)):
-            return summaries.load(candidate), candidate
+        if os.path.lexists(os.path.join(candidate, SUMMARY)):
+            return load_summary(candidate), candidate
     return None, None
 
 
@@ -186,7 +187,7 @@ def contact_sheet(records: list[dict], view: View, columns: int = 8, max_pixels:
 
 def load_target(target: str, split: str | None) -> tuple[Iterator[dict], dict | None]:
     if storage.isdir(target):
-        summary = summaries.load(target)
+        summary = load_summary(target)
         return run_records(target, split), summary
     if not storage.exists(target):
         raise PrepError(f"{target}: no such run directory or shard file")

@@ -9,6 +9,7 @@ kept open in each process; pickling carries the run path, split and offsets, nev
 from __future__ import annotations
 
 import bisect
+import errno
 import operator
 import os
 import struct
@@ -16,12 +17,12 @@ import struct
 import numpy as np
 
 from prep.core import storage
-from prep.core.errors import ConfigError, EncodeError, InputError
+from prep.core.errors import ConfigError, EncodeError, InputError, PrepError
 from prep.encoders.pixels import DEFAULT_MAX_PIXELS
 from prep.formats import arrayrecord, ofrecord, tfrecord
 from prep.formats.images import check_complete, read_header
 from prep.formats.protowire import WireError
-from prep.runfiles import summary as summaries
+from prep.load import load_summary, name_in_run, open_in_run, read_in_run, read_problem, run_relative
 
 FORMATS = ("tfrecord", "ofrecord", "arrayrecord")
 _HEADER = {"tfrecord": 12, "ofrecord": 8}  # bytes before a record's payload: length (+ its CRC)
@@ -49,17 +50,23 @@ def check_format(run_dir: str, summary: dict, split: str | None, what: str) -> N
         )
 
 
-def frame_offsets(path: str, fmt: str, size: int | None = None) -> np.ndarray:
+def _open_shard(path: str, run_dir: str | None):
+    """A shard for reading: a file of the run folder run_dir, never through a link (prep.load.open_in_run), or
+    the file the user named; InputError naming it otherwise."""
+    try:
+        return open_in_run(run_dir, run_relative(run_dir, path)) if run_dir is not None else storage.open_read(path)
+    except OSError as err:
+        raise InputError(f"{path}: {read_problem(err)}") from None
+
+
+def frame_offsets(path: str, fmt: str, size: int | None = None, *, run_dir: str | None = None) -> np.ndarray:
     """Where each record of an uncompressed TFRecord or OFRecord shard starts, and the file's end (n + 1
-    int64s): one scan of the length fields (TFRecord's checked by their CRC), no payload read."""
+    int64s): one scan of the length fields (TFRecord's checked by their CRC), no payload read. run_dir: path
+    is a file of that run folder (never read through a link)."""
     header = _HEADER[fmt]
     extra = header + _FOOTER[fmt]
     starts: list[int] = []
-    try:
-        f = storage.open_read(path)
-    except OSError as err:
-        raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
-    with f:
+    with _open_shard(path, run_dir) as f:
         end = _size(f)
         if size is not None and end != size:
             raise InputError(f"{path}: is {end} bytes, summary.json says {size}; check the run with prep-verify")
@@ -91,17 +98,31 @@ def _damaged(path: str, index: int, offset: int, problem: str):
     raise InputError(f"{path}: record {index} at byte {offset}: {problem}; check the run with prep-verify")
 
 
-def read_index(path: str, shard_bytes: int, num_records: int) -> np.ndarray:
+INDEX_LINE = 42  # the longest line of a DALI index: two int64s in decimal, a space and a newline
+
+
+def read_index(path: str, shard_bytes: int, num_records: int, *, run_dir: str | None = None) -> np.ndarray:
     """A DALI index file ("offset size" per record) as frame offsets plus the shard's end, checked to tile
-    the shard exactly (so it says what the framing would)."""
+    the shard exactly (so it says what the framing would), every record at least a TFRecord frame long.
+
+    shard_bytes must be the shard file's real size (checked by the caller), so no offset or size read here
+    points past the file. run_dir: path is a file of that run folder (never read through a link)."""
+    limit = max(1, num_records) * INDEX_LINE
     try:
-        numbers = np.array(storage.read_bytes(path).split(), dtype=np.int64).reshape(-1, 2)
+        data = read_in_run(run_dir, run_relative(run_dir, path), limit) if run_dir is not None else storage.read_bytes(path, limit)
     except OSError as err:
-        raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
-    except ValueError:
+        if err.errno == errno.EFBIG:
+            raise InputError(f"{path}: larger than an index of {num_records} records can be; check the run with prep-verify") from None
+        raise InputError(f"{path}: {read_problem(err)}") from None
+    try:
+        numbers = np.array(data.split(), dtype=np.int64).reshape(-1, 2)
+    except (ValueError, OverflowError):
         raise InputError(f"{path}: not a DALI index (lines of 'offset size'); check the run with prep-verify") from None
     offsets = np.append(numbers[:, 0], shard_bytes)
-    if len(numbers) != num_records or offsets[0] != 0 or not np.array_equal(np.diff(offsets), numbers[:, 1]):
+    if (
+        len(numbers) != num_records or offsets[0] != 0 or not np.array_equal(np.diff(offsets), numbers[:, 1])
+        or (numbers[:, 1] < _HEADER["tfrecord"] + _FOOTER["tfrecord"]).any()
+    ):
         raise InputError(f"{path}: does not match its shard ({len(numbers)} lines for {num_records} records); check the run with prep-verify")
     return offsets
 
@@ -141,7 +162,7 @@ class RecordDataset:
     """
 
     def __init__(self, run_dir: str, split: str, *, decode: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        summary = summaries.load(run_dir)
+        summary = load_summary(run_dir)
         if split not in summary["splits"]:
             raise ConfigError(f"{run_dir}: no split {split!r}; this run has {sorted(summary['splits'])}")
         check_format(run_dir, summary, split, "RecordDataset")
@@ -159,7 +180,7 @@ class RecordDataset:
             raise ConfigError(f"{run_dir}: raw pixels need height, width and channels features to be reshaped (or pass decode=False)")
         shards = [s for s in summary["shards"] if s["split"] == split]
         self.paths = [storage.join(run_dir, s["path"]) for s in shards]
-        counts = [s["num_records"] for s in shards]
+        counts = self._counts = [s["num_records"] for s in shards]
         self._firsts = [0]  # the global index of each shard's first record
         for count in counts:
             self._firsts.append(self._firsts[-1] + count)
@@ -175,8 +196,12 @@ class RecordDataset:
     def _shard_offsets(self, path: str, shard: dict) -> np.ndarray:
         index = shard["path"] + ".idx"
         if self.format == "tfrecord" and index in shard.get("extra_files", []):
-            return read_index(storage.join(self.run_dir, index), shard["bytes"], shard["num_records"])
-        return frame_offsets(path, self.format, shard["bytes"])
+            with _open_shard(path, self.run_dir) as f:  # the index's offsets are trusted only within the real file
+                size = _size(f)
+            if size != shard["bytes"]:
+                raise InputError(f"{path}: is {size} bytes, summary.json says {shard['bytes']}; check the run with prep-verify")
+            return read_index(storage.join(self.run_dir, index), size, shard["num_records"], run_dir=self.run_dir)
+        return frame_offsets(path, self.format, shard["bytes"], run_dir=self.run_dir)
 
     def __len__(self) -> int:
         return self._firsts[-1]
@@ -207,28 +232,57 @@ class RecordDataset:
         f = self._files.get(shard)
         if f is None:
             path = self.paths[shard]
-            try:
-                f = arrayrecord.Reader(path, random_access=True) if self.format == "arrayrecord" else storage.open_read(path)
-            except OSError as err:
-                raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
+            f = self._open_arrayrecord(shard) if self.format == "arrayrecord" else _open_shard(path, self.run_dir)
             self._files[shard] = f
         return f
+
+    def _open_arrayrecord(self, shard: int):
+        """The library opens the file by name: by the /proc/self/fd name of the file reached without links."""
+        path = self.paths[shard]
+        try:
+            with name_in_run(self.run_dir, run_relative(self.run_dir, path)) as name:
+                try:
+                    reader = arrayrecord.Reader(name, random_access=True)
+                except PrepError as err:
+                    raise type(err)(str(err).replace(name, path)) from None
+        except OSError as err:
+            raise InputError(f"{path}: {read_problem(err)}") from None
+        reader.path = path
+        if len(reader) != self._counts[shard]:
+            reader.close()
+            raise InputError(f"{path}: holds {len(reader)} records, summary.json says {self._counts[shard]}; check the run with prep-verify")
+        return reader
 
     def _payload(self, shard: int, j: int) -> bytes:
         f = self._file(shard)
         if self._offsets is None:
-            return f.read(j)
+            try:
+                return f.read(j)
+            except (RuntimeError, MemoryError) as err:  # the array_record library's error for a damaged chunk
+                raise InputError(f"{self.paths[shard]}: record {j}: cannot read ({str(err) or type(err).__name__}); check the run with prep-verify") from None
         offsets = self._offsets[shard]
         start, end = int(offsets[j]), int(offsets[j + 1])
         where = f"{self.paths[shard]}: record {j} at byte {start}"
+        try:
+            size = _size(f)  # now: a file cut short since the offsets were read is not read past its end
+        except OSError as err:
+            raise InputError(f"{where}: cannot read: {err.strerror or err}") from None
+        header, footer = _HEADER[self.format], _FOOTER[self.format]
+        if not 0 <= start <= end - header - footer or end > size:
+            raise InputError(f"{where}: a frame of {end - start} bytes does not fit the file of {size} bytes; check the run with prep-verify")
         try:
             frame = _pread(f, end - start, start)
         except OSError as err:
             raise InputError(f"{where}: cannot read: {err.strerror or err}") from None
         if len(frame) != end - start:
             raise InputError(f"{where}: truncated ({len(frame)} of {end - start} bytes); check the run with prep-verify")
+        length = struct.unpack_from("<Q" if self.format == "tfrecord" else "<q", frame)[0]
+        if length != end - start - header - footer:
+            raise InputError(f"{where}: its length field says {length} bytes, its frame holds {end - start - header - footer}; check the run with prep-verify")
         if self.format == "ofrecord":
             return frame[8:]
+        if struct.unpack_from("<I", frame, 8)[0] != tfrecord.masked_crc(frame[:8]):
+            raise InputError(f"{where}: length CRC mismatch; check the run with prep-verify")
         payload = frame[12:-4]
         if struct.unpack_from("<I", frame, len(frame) - 4)[0] != tfrecord.masked_crc(payload):
             raise InputError(f"{where}: payload CRC mismatch; check the run with prep-verify")

@@ -25,14 +25,15 @@ def measure(run_dir: str, *, parse: bool = False, decode: bool = False, repeat: 
     except ImportError as err:
         raise PrepError(f"readbench reads with tf.data, and TensorFlow is not installed ({err}): pip install 'prep[tf]'") from None
 
-    from prep.load import shard_paths, tf_dataset
+    from prep.load import check_in_run, load_summary, tf_dataset
 
-    summary = summaries.load(run_dir)
+    summary = load_summary(run_dir)
     if summary["format"] != "tfrecord":
         raise PrepError(f"{run_dir}: readbench reads TFRecord runs, this one is {summary['format']}")
     total_bytes = sum(s["bytes"] for s in summary["shards"])
     compression = {"gzip": "GZIP", "zlib": "ZLIB"}.get(summary.get("compression") or "", "")
-    files = shard_paths(run_dir, None, summary)
+    # TensorFlow opens the files by name: each is checked first to be a regular file of the run, not a link
+    files = [check_in_run(run_dir, s["path"]) for s in summary["shards"]]
 
     def dataset():
         if parse or decode:
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.readbench") 
     parser.add_argument("--repeat", type=int, default=3, help="timed passes; the median is reported (default 3)")
     args = parser.parse_args(argv)
     try:
-        if os.path.exists(os.path.join(args.dir, summaries.SUMMARY)):
+        if os.path.lexists(os.path.join(args.dir, summaries.SUMMARY)):
             result = measure(args.dir, parse=args.parse, decode=args.decode, repeat=args.repeat)
             print(" ".join(f"{k}={v}" for k, v in result.items()))
             return 0

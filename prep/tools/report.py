@@ -5,29 +5,37 @@ the class mix of every shard, image sizes and formats, the skipped images and du
 split balance, warnings and a sample of images per split. The page is one self-contained file: plain HTML,
 inline CSS and SVG, every image a small JPEG thumbnail in a data: URI, no script and no link to anything outside
 it, so it opens offline and travels with the run. It reads summary.json, a few records per split and the skipped
-and duplicate images (from the source folder, while it still exists), never every record: seconds for any run.
-Long lists are cut ("and N more"). The same run gives the same bytes.
+and duplicate images, never every record: seconds for any run. Long lists are cut ("and N more"). The same run
+gives the same bytes.
+
+A run folder may come from someone else, so the rebuilt page never embeds a file the run folder names: the
+thumbnails of skipped and duplicate images come only from a folder the user names (--images DIR, read only
+inside it), else they are placeholders; every file of the run folder is read without following a link, and
+the page is written under the run's lock (.prep-lock), never while a prep run holds it.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import html
 import itertools
 import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from collections import Counter
+from contextlib import contextmanager
 
 from prep import encoders
 from prep.core import storage
 from prep.core.errors import EncodeError, PrepError
-from prep.runfiles import summary as summaries
-from prep.runfiles.names import HYDRA, REPORT
+from prep.load import load_summary, open_fd_in_run, read_in_run, read_problem
+from prep.runfiles.names import HYDRA, LOCK, REPORT, SUMMARY
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +217,8 @@ def sample_records(run_dir: str, summary: dict, split: str, count: int = SAMPLES
     found: list[dict] = []
     for shard in chosen:
         path = storage.join(run_dir, shard["path"])
-        try:
-            found += itertools.islice(shard_records(path, summary["format"], summary.get("compression")), per_shard)
+        try:  # the run folder's own file, never read through a link
+            found += itertools.islice(shard_records(path, summary["format"], summary.get("compression"), run_dir=run_dir), per_shard)
         except (PrepError, OSError) as err:
             return found[:count], f"{shard['path']}: {err}"
     return found[:count], ""
@@ -243,7 +251,10 @@ def num(value, key: list, tag: str = "span", of: str = "") -> str:
 
 
 def _pct(value, key: list, tag: str = "span") -> str:
-    text = f"{100 * value:.1f}%" if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+    try:
+        text = f"{100 * float(value):.1f}%" if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+    except OverflowError:  # an int beyond any float: no fraction a run writes
+        text = "?"
     return f'<{tag} class="p" data-key="{_esc(json.dumps(key))}" data-value="{_esc(json.dumps(value))}">{_esc(text)}</{tag}>'
 
 
@@ -253,6 +264,48 @@ def _short(text: str, length: int) -> str:
 
 def _int(value) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _count(value, most: int | None = None) -> bool:
+    """A whole number >= 0 (at most `most`), as a run writes counts."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0 and (most is None or value <= most)
+
+
+_CLASS_KEY = re.compile(r"0|-?[1-9][0-9]{0,18}")  # a class id as summary.json's keys hold it (int64 in decimal)
+
+
+def _class_key(key) -> bool:
+    return isinstance(key, str) and bool(_CLASS_KEY.fullmatch(key)) and -(2**63) <= int(key) < 2**63
+
+
+def drawable(summary: dict) -> dict:
+    """summary with what the page draws but summary.json's validation does not check left out where it is not
+    what a run writes: a shard's class_counts (class ids to counts of at most the shard's records) and
+    image_sizes (increasing bin edges, a count per bin). The page then says they are not recorded; nothing
+    else changes, so every number on it still names its place in summary.json. A run's own summary is
+    returned as it is."""
+    shards = summary.get("shards")
+    if isinstance(shards, list):
+        kept = []
+        for shard in shards:
+            counts = shard.get("class_counts") if isinstance(shard, dict) else None
+            if counts is not None and not (
+                isinstance(counts, dict) and all(_class_key(k) and _count(v, _int(shard.get("num_records"))) for k, v in counts.items())
+            ):
+                shard = {k: v for k, v in shard.items() if k != "class_counts"}
+            kept.append(shard)
+        summary = {**summary, "shards": kept}
+    sizes = summary.get("image_sizes")
+    if sizes is not None:
+        bins = sizes.get("bins") if isinstance(sizes, dict) else None
+        good = (
+            isinstance(bins, list) and bins and all(_count(b) for b in bins) and all(a < b for a, b in zip(bins, bins[1:]))
+            and all(isinstance(sizes.get(k), list) and len(sizes[k]) == len(bins) and all(_count(c) for c in sizes[k])
+                    for k in ("height", "width") if k in sizes)
+        )
+        if not good:
+            summary = {k: v for k, v in summary.items() if k != "image_sizes"}
+    return summary
 
 
 class Page:
@@ -276,7 +329,7 @@ class Page:
     def name(self, label) -> str:
         try:
             label = int(label)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # not a class id (a list, a text, an infinite float)
             return str(label)
         name = self.names.get(label)
         return f"{name}" if name is not None else str(label)
@@ -539,7 +592,8 @@ class Page:
         for key, what in (("unlabelled", "images in the folder that no label names (left out)"), ("ignored", "files not converted (hidden, not an image, unusable)")):
             entry = s.get(key)
             if isinstance(entry, dict) and _int(entry.get("count")):
-                examples = [e for e in entry.get("examples", []) if isinstance(e, str)][:MAX_EXAMPLES]
+                examples = entry.get("examples") if isinstance(entry.get("examples"), list) else []
+                examples = [e for e in examples if isinstance(e, str)][:MAX_EXAMPLES]
                 shown = ", ".join(f"<code>{_esc(e)}</code>" for e in examples)
                 out.append(f"<p>{num(entry['count'], [key, 'count'])} {what}, e.g. {shown}</p>")
         return "\n".join(out)
@@ -590,17 +644,23 @@ class Page:
             return ""
         splits = self.split_order
 
+        def gap(entry: dict) -> float:
+            try:
+                return abs(float(entry["target"]) - float(entry["achieved"]))
+            except OverflowError:  # an int beyond any float: no fraction a run writes, shown first
+                return math.inf
+
         def worst(item) -> float:
             _, per = item
-            gaps = [abs(v.get("target", 0) - v.get("achieved", 0)) for v in per.values() if isinstance(v, dict)
+            gaps = [gap(v) for v in per.values() if isinstance(v, dict) and not isinstance(v.get("target"), bool) and not isinstance(v.get("achieved"), bool)
                     and isinstance(v.get("target"), (int, float)) and isinstance(v.get("achieved"), (int, float))]
-            return max(gaps, default=0)
+            return max((g for g in gaps if not math.isnan(g)), default=0)
 
         items = [(k, v) for k, v in balance.items() if isinstance(v, dict)]
         if len(items) > MAX_BALANCE_ROWS:
             items = sorted(items, key=lambda kv: (-worst(kv), kv[0]))[:MAX_BALANCE_ROWS]
         else:
-            items = sorted(items, key=lambda kv: (int(kv[0]) if kv[0].lstrip("-").isdigit() else 0, kv[0]))
+            items = sorted(items, key=lambda kv: (int(kv[0]) if _CLASS_KEY.fullmatch(kv[0]) else 0, kv[0]))
         head = "".join(f"<th class=r>{_esc(sp)}<br><span class=muted>target / achieved / images</span></th>" for sp in splits)
         rows = []
         for label, per in items:
@@ -661,7 +721,7 @@ def render(summary: dict, run_dir: str, source=None, max_pixels: int = encoders.
     count = len(skipped) if isinstance(skipped, list) else 0
     if count > MAX_SKIPPED_ROWS:
         summary = {**summary, "skipped": skipped[:MAX_SKIPPED_ROWS]}
-    summary = json.loads(json.dumps(summary, sort_keys=True))
+    summary = drawable(json.loads(json.dumps(summary, sort_keys=True)))
     return Page(summary, run_dir, Thumbnails(source, max_pixels), skipped_count=count).html()
 
 
@@ -682,37 +742,96 @@ def write_for_run(run_dir: str, summary: dict, source, max_pixels: int) -> None:
 
 # ------------------------------------------------------------------------------------------------ rebuilding
 
+CONFIG_BYTES = 1 << 20  # a run's .hydra/config.yaml is a few kilobytes
 
-def run_source(run_dir: str):
-    """(source, max_pixels) from the run's .hydra/config.yaml: the source when its folder still exists (for the
-    thumbnails of skipped and duplicate images), else None. Never fails: a report without them is still one."""
-    path = os.path.join(storage.local(run_dir), HYDRA, "config.yaml") if not storage.is_url(run_dir) else None
-    if path is None or not os.path.isfile(path):
-        return None, encoders.DEFAULT_MAX_PIXELS
+
+def run_settings(run_dir: str) -> dict:
+    """The run's own settings the rebuilt page keeps, from its .hydra/config.yaml (read without following a
+    link): max_pixels, and the image folder source's extension and max_image_bytes (for --images). Never
+    fails: a missing or unusable config gives the defaults. The folder the config names is never used: a run
+    folder from someone else could name any folder of this machine."""
+    settings = {"max_pixels": encoders.DEFAULT_MAX_PIXELS, "extension": None, "max_image_bytes": None}
+    if storage.is_url(run_dir):
+        return settings
     try:
+        import yaml
         from omegaconf import OmegaConf
 
-        cfg = OmegaConf.load(path)
-        max_pixels = int(cfg.get("max_pixels") or encoders.DEFAULT_MAX_PIXELS)
-        node = cfg.get("source")
-        if node is None or node.get("_target_") != "prep.sources.ImageDirSource":
-            return None, max_pixels
-        from prep.sources.image_dir import ImageDirSource
+        text = read_in_run(run_dir, f"{HYDRA}/config.yaml", CONFIG_BYTES).decode("utf-8")
+        # YAML aliases would be expanded into a tree (a "billion laughs" file): a config Hydra saves has none
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise ValueError("it holds YAML aliases, which Hydra does not write")
+        cfg = OmegaConf.create(text)
+    except FileNotFoundError:
+        return settings
+    except Exception as err:  # noqa: BLE001 - a config that no longer parses: the page is made with the defaults
+        log.info("%s: cannot use the run's .hydra/config.yaml (%s)", run_dir, err)
+        return settings
+    for key, read in (("max_pixels", lambda: cfg.get("max_pixels")), ("extension", lambda: cfg.source.get("extension")),
+                      ("max_image_bytes", lambda: cfg.source.get("max_image_bytes"))):
+        try:
+            value = read()
+        except Exception:  # noqa: BLE001 - no such node, an interpolation that does not resolve
+            continue
+        if key == "extension" and (value is None or isinstance(value, str)):
+            settings[key] = value
+        elif key != "extension" and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            settings[key] = value
+    return settings
 
-        image_dir = str(node.get("image_dir") or "")
-        if not image_dir or not storage.isdir(image_dir):
-            log.info("%s: the source folder %r is not there: no thumbnails of skipped or duplicate images", run_dir, image_dir)
-            return None, max_pixels
-        source = ImageDirSource(image_dir, node.get("extension"), int(node.get("max_image_bytes")))
-        return source, max_pixels
-    except Exception as err:  # noqa: BLE001 - a config that no longer composes: the report goes without thumbnails
-        log.info("%s: cannot use the run's source (%s): no thumbnails of skipped or duplicate images", run_dir, err)
-        return None, encoders.DEFAULT_MAX_PIXELS
+
+def images_source(folder: str, settings: dict):
+    """The image folder the user named with --images, read as the run's source reads it: only files inside it."""
+    from prep.sources.image_dir import ImageDirSource
+
+    if not storage.isdir(folder):
+        raise PrepError(f"--images {folder}: no such folder")
+    extra = {"max_image_bytes": settings["max_image_bytes"]} if settings.get("max_image_bytes") else {}
+    return ImageDirSource(folder, settings.get("extension"), **extra)
+
+
+@contextmanager
+def run_lock(run_dir: str, create: bool):
+    """Hold the run's lock (<run>/.prep-lock, the lock a prep run takes with flock for its whole run) while the
+    page is made and written, so a run that replaces the folder (overwrite=true) and this page never
+    interleave. The lock file is opened without following a link and made when missing only when `create`
+    (writing into the run folder, which then holds prep's own files anyway): a run starting meanwhile opens
+    the same file. Refused in one line while a run holds it. Object stores have no locks (as for runs)."""
+    if storage.is_url(run_dir) or not os.path.isdir(storage.local(run_dir)):
+        yield  # no folder to lock: reading its summary says what is wrong
+        return
+    import fcntl
+
+    path = storage.join(run_dir, LOCK)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    # Made when missing only in a run folder (a folder without summary.json gets no stray file), and not
+    # exclusively: a run starting meanwhile opens (and locks) the same file.
+    make = create and os.path.lexists(storage.join(run_dir, SUMMARY))
+    try:
+        fd = open_fd_in_run(run_dir, LOCK, flags | (os.O_CREAT if make else 0))
+    except FileNotFoundError:
+        fd = None  # a run folder read only (-o elsewhere), or no run: nothing to take
+    except OSError as err:
+        raise PrepError(f"{path}: {read_problem(err) if err.errno != errno.EACCES else f'cannot lock: {err.strerror}'}") from None
+    if fd is None:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise PrepError(f"{run_dir} is in use by a prep run: try again when it has finished") from None
+            raise PrepError(f"{path}: cannot lock: {err.strerror or err}") from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
 
 
 EXAMPLES = """examples:
   %(prog)s outputs/digits/2026-11-21_10-00-00_4242            rebuild RUN_DIR/report.html
-  %(prog)s outputs/flowers/2026-11-21_10-00-00_4242 -o /tmp/flowers.html   write it elsewhere"""
+  %(prog)s outputs/flowers/2026-11-21_10-00-00_4242 -o /tmp/flowers.html   write it elsewhere
+  %(prog)s outputs/flowers/2026-11-21_10-00-00_4242 --images data/flowers  with thumbnails of its skipped images"""
 
 
 def _about() -> str:
@@ -721,22 +840,39 @@ def _about() -> str:
     return about[0].upper() + about[1:]
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 1")
+    return value
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m prep.report") -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description=f"{EXAMPLES}\n\n{_about()}", formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("run_dir", help="a finished run's output directory (with summary.json)")
     parser.add_argument("-o", "--output", metavar="HTML", help=f"write the page here instead of RUN_DIR/{REPORT}")
+    parser.add_argument("--images", metavar="DIR", help="the run's source image folder: thumbnails of skipped and duplicate "
+                        "images are read from it (only files inside it); without it they are placeholders")
+    parser.add_argument("--max-pixels", type=_positive, metavar="N", help="decode images of at most N pixels (default: the "
+                        f"run's max_pixels, at most {encoders.DEFAULT_MAX_PIXELS:,})")
     args = parser.parse_args(argv)
     try:
-        summary = summaries.load(args.run_dir)
-        source, max_pixels = run_source(args.run_dir)
-        text = render(summary, args.run_dir, source, max_pixels).encode("utf-8", "backslashreplace")
         path = args.output or storage.join(args.run_dir, REPORT)
-        try:
-            storage.write_bytes(path, text)
-        except OSError as err:
-            raise PrepError(f"{path}: cannot write: {err.strerror or err}") from None
+        with run_lock(args.run_dir, create=args.output is None):
+            summary = load_summary(args.run_dir)  # under the lock: the summary of the run the page is written for
+            settings = run_settings(args.run_dir)
+            max_pixels = args.max_pixels or min(settings["max_pixels"], encoders.DEFAULT_MAX_PIXELS)
+            source = images_source(args.images, settings) if args.images else None
+            text = render(summary, args.run_dir, source, max_pixels).encode("utf-8", "backslashreplace")
+            try:
+                storage.write_bytes(path, text)
+            except OSError as err:
+                raise PrepError(f"{path}: cannot write: {err.strerror or err}") from None
     except (PrepError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -7,16 +7,20 @@ label_map, the extra files beside each shard (DALI index), and with --decode tha
 other and against the labels read (totals, shards and classes per split), and looks through the folder
 for what a finished run does not hold: files that look like shards (named like one, holding records of
 any format and compression, or .partial) but are not listed, symlinks, FIFOs, sockets and devices, an
-unfinished run's manifest, and files in .hydra/ other than Hydra's three. Only regular files are opened.
+unfinished run's manifest, and files in .hydra/ other than Hydra's three. Only regular files are opened, and
+never through a symbolic link (a listed shard, index or metadata file that is one, or that lies in a folder
+that is one, fails).
 One line per shard, then the totals, one line per split and the folder; exit status 1 on any mismatch.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
+import posixpath
 import re
 import signal
 import stat
@@ -24,13 +28,14 @@ import string
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 from prep import encoders
 from prep.core import storage
 from prep.core.errors import EncodeError, PrepError
 from prep.formats import arrayrecord, ofrecord, protowire, tar, tfrecord, wds
 from prep.formats.images import read_header
-from prep.load import sniff_records
+from prep.load import arrayrecord_payloads, load_summary, open_in_run, read_in_run, read_problem, sniff_records
 from prep.runfiles import summary as summaries
 from prep.runfiles.names import HYDRA, LABELS_CSV, LOCK, LOG, MANIFEST, PLAN, REPORT, SUMMARY
 
@@ -145,15 +150,10 @@ class ShardCheck:
     formats: Counter = field(default_factory=Counter)  # stored image format -> records read
 
 
-def _arrayrecord_payloads(path: str):
-    with storage.local_copy(path, ".array_record") as local:
-        yield from arrayrecord.read_payloads(local)
-
-
-def _records(stream, summary: dict, name: str, path: str):
+def _records(stream, summary: dict, name: str, path: str, output_dir: str):
     if summary["format"] == "arrayrecord":
         stream.drain()  # the file's bytes are hashed here; the array_record library reads the records by name
-        return enumerate(_arrayrecord_payloads(path)), tfrecord.decode_example
+        return enumerate(arrayrecord_payloads(path, output_dir)), tfrecord.decode_example
     if summary["format"] == "tfrecord":
         return tfrecord.read_records(tfrecord.decompressing(stream, summary.get("compression")), name), tfrecord.decode_example
     if summary["format"] == "webdataset":  # a tar: a record is a sample (image, cls, json.<field>)
@@ -176,9 +176,9 @@ def check_shard(
         # A run writes its shards as files: a symlink in a shard's place reads something outside the run.
         return ShardCheck(f"a symlink to {os.path.realpath(path)}, not the shard the run wrote")
     try:
-        with storage.open_read(path) as f:
+        with open_in_run(output_dir, shard["path"]) as f:
             reader = _HashingReader(f)
-            records, decode_record = _records(reader, summary, shard["path"], path)
+            records, decode_record = _records(reader, summary, shard["path"], path, output_dir)
             for offset, payload in records:
                 frames.append(f"{offset} {16 + len(payload)}")
                 record = decode_record(payload)
@@ -193,10 +193,12 @@ def check_shard(
             reader.drain()
     except FileNotFoundError:
         return ShardCheck("missing")
-    except OSError as err:  # a folder where the shard should be, no permission, ...
-        return ShardCheck(f"cannot read: {err.strerror or err}")
+    except OSError as err:  # a folder where the shard should be, a symlinked folder on its way, no permission, ...
+        return ShardCheck(read_problem(err))
     except (tfrecord.RecordError, ofrecord.RecordError, arrayrecord.RecordError, protowire.WireError, tar.TarError) as err:
         return ShardCheck(str(err).removeprefix(path + ": ").removeprefix(shard["path"] + ": "))
+    except PrepError as err:  # the array_record library's file, opened by name, cannot be opened (InputError)
+        return ShardCheck(str(err).removeprefix(path + ": "))
     if count != shard["num_records"]:
         problem = f"{count} records, summary.json says {shard['num_records']}"
     elif reader.size != shard["bytes"]:
@@ -217,15 +219,23 @@ def _extra_files(output_dir: str, shard: dict) -> list[str]:
 
 
 def _extra_files_problem(output_dir: str, shard: dict, frames: list[str]) -> str | None:
+    """The files written beside a shard: each a regular file of the run folder (never read through a link), a
+    DALI index read up to the size its lines can have and equal to the record offsets."""
+    limit = sum(len(frame) + 2 for frame in frames)  # "offset size" and a line end (\r\n at most) per record
     for name in _extra_files(output_dir, shard):
-        path = storage.join(output_dir, name)
         try:
-            data = storage.read_bytes(path)
+            if name.endswith(".idx"):
+                data = read_in_run(output_dir, name, limit)
+            else:
+                open_in_run(output_dir, name).close()  # there, a regular file, not a link; its bytes are not checked
+                continue
         except FileNotFoundError:
             return f"{name} (written beside it) is missing"
         except OSError as err:
-            return f"{name} (written beside it): cannot read: {err.strerror or err}"
-        if name.endswith(".idx") and data.decode("utf-8", "replace").splitlines() != frames:
+            if err.errno == errno.EFBIG:
+                return f"DALI index {name} does not match the record offsets (it is longer than they are)"
+            return f"{name} (written beside it): {read_problem(err)}"
+        if data.decode("utf-8", "replace").splitlines() != frames:
             return f"DALI index {name} does not match the record offsets"
     return None
 
@@ -330,12 +340,12 @@ def _folder_entries(output_dir: str) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def _records_in(path: str) -> str | None:
+def _records_in(output_dir: str, path: str) -> str | None:
     """What records a stray file holds ("tfrecord", "gzip-compressed tfrecord", ...), trying every format and
     compression, whatever the run's own; None when its first record reads as none of them."""
     try:
-        found = sniff_records(path)
-    except OSError:  # gone, or no permission: nothing to say about its contents
+        found = sniff_records(path, run_dir=output_dir)
+    except OSError:  # gone, or no permission, or swapped for a link: nothing to say about its contents
         return None
     if found is None:
         return None
@@ -384,7 +394,7 @@ def unlisted_lines(output_dir: str, summary: dict) -> list[tuple[bool, str]]:
         elif named_like is not None and named_like.fullmatch(rel):
             why = f"but named like a shard ({summary['pattern']})"
         else:
-            records = _records_in(storage.join(output_dir, rel))
+            records = _records_in(output_dir, storage.join(output_dir, rel))
             if records is None:
                 continue
             why = f"but holds {records} records"
@@ -400,7 +410,7 @@ def verify_run(
     decode: also decode every image, none larger than max_pixels (a larger one is a FAIL, never decoded).
     """
     if summary is None:
-        summary = summaries.load(output_dir)
+        summary = load_summary(output_dir)
     else:
         summaries.validate(summary, storage.join(output_dir, SUMMARY))
     rules = RecordRules(summary)
@@ -425,20 +435,45 @@ def metadata_lines(output_dir: str, summary: dict) -> list[tuple[bool, str]]:
     """(ok, line) per run-level file the format wrote (dataset_info.json, a wids index): present, same bytes."""
     lines = []
     for entry in summary.get("metadata_files", []):
-        path = storage.join(output_dir, entry["path"])
         try:
-            data = storage.read_bytes(path)
+            data = read_in_run(output_dir, entry["path"], limit=entry["bytes"])  # never more than the summary says
         except FileNotFoundError:
             lines.append((False, f"FAIL {entry['path']}: missing (summary.json lists it)"))
             continue
         except OSError as err:
-            lines.append((False, f"FAIL {entry['path']}: cannot read: {err.strerror or err}"))
+            if err.errno == errno.EFBIG:
+                lines.append((False, f"FAIL {entry['path']}: larger than the {entry['bytes']} bytes summary.json lists"))
+            else:
+                lines.append((False, f"FAIL {entry['path']}: {read_problem(err)}"))
             continue
         if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
             lines.append((False, f"FAIL {entry['path']}: {len(data)} bytes, not the {entry['bytes']} bytes summary.json lists, or another sha256"))
+        elif entry["path"].endswith(".wids.json") and (problem := wids_problem(entry["path"], data, summary)):
+            lines.append((False, f"FAIL {entry['path']}: {problem}"))
         else:
             lines.append((True, f"ok   {entry['path']}: {entry['bytes']:,} bytes"))
     return lines
+
+
+def wids_problem(path: str, data: bytes, summary: dict) -> str | None:
+    """What is wrong with a wids index for the run: wids opens every url its shardlist gives (webdataset's
+    "pipe:" urls run a command), so each must name a shard of summary.json, relative to the index's folder."""
+    try:
+        index = json.loads(data)
+        urls = [item["url"] for item in index["shardlist"]]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return "not a wids index (a JSON object with a shardlist of urls)"
+    shards = {s["path"] for s in summary["shards"]}
+    folder = posixpath.dirname(path)
+    for url in urls:
+        # a url with a scheme (pipe:, file:, http:) is no shard; "./a:b.tar" is how the writer names one holding ":"
+        try:
+            plain = isinstance(url, str) and (url.startswith("./") or not urlparse(url).scheme)
+        except ValueError:  # not even a url ("http://[")
+            plain = False
+        if not plain or posixpath.normpath(posixpath.join(folder, url)) not in shards:
+            return f"lists {_shown(url)}, which is not a shard of summary.json (wids would open it)"
+    return None
 
 
 def _positive(text: str) -> int:
@@ -473,7 +508,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.verify") -> 
                         help=f"with --decode: a larger image fails unread (default {encoders.DEFAULT_MAX_PIXELS:,}, as prep's)")
     args = parser.parse_args(argv)
     try:
-        summary = summaries.load(args.output_dir)
+        summary = load_summary(args.output_dir)
         lines = verify_run(args.output_dir, summary, decode=args.decode, max_pixels=args.max_pixels)
     except (PrepError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
