@@ -59,7 +59,7 @@ def _cases(paths: dict[str, Path]) -> dict[str, list[str]]:
                                       "writer.shard_size=9"],
         "photos_near_jpeg_arrayrecord": [*photos, "split=stratified", "split.dedup=near", "split.dedup_keep=first", "encoder=jpeg", "encoder.resize=40",
                                          "writer=arrayrecord", "writer.shard_size=8"],
-        "imagenet_raw_ofrecord": [*imagenet, "encoder=raw", "writer=ofrecord", "features=oneflow", "+features.height=height", "+features.width=width", "encoder.resize=24", "encoder.channels=3",
+        "imagenet_raw_ofrecord": [*imagenet, "encoder=raw", "writer=ofrecord", "features=oneflow", "+features.height=height", "+features.width=width", "+features.channels=channels", "encoder.resize=24", "encoder.channels=3",
                                   "writer.pattern='part-{index:05d}'", "writer.shard_size=null", "writer.num_shards=3"],
         "photos_dry_run": [*photos, "split=stratified", "split.group_by=patient", "dry_run=true"],
     }

@@ -61,7 +61,7 @@ PARTIALS = [
 
 # The names a run goes ahead with (prep's own: in its manifest's folder, or recorded as a shard's side file);
 # a link at any other name is a file in the way, and the run is refused.
-GO_AHEAD = {"overwrite": {".prep-manifest/run.json.partial"}, "resume": {".prep-manifest/run.json.partial", f"{SHARD}.partial", f"{SHARD}.idx.partial"}}
+GO_AHEAD = {"overwrite": set(), "resume": {".prep-manifest/run.json.partial", f"{SHARD}.partial", f"{SHARD}.idx.partial"}}
 
 
 @pytest.mark.parametrize("rel", PARTIALS)
@@ -237,3 +237,84 @@ def test_webdataset_and_stratified_runs_write_nothing_through_links(tmp_path):
     summary = _run(out, limit=40, splitter=StratifiedSplit(val=0.2, test=0.2), writer=writer(), resume=True)
     assert summary["num_records"] == 40 and victim.read_bytes() == b"another user's file\n"
     assert json.loads((out / "summary.json").read_text())["num_records"] == 40
+
+
+# --- found by the hostile pass ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lock", ["hard link", "foreign content", "folder"])
+def test_a_lock_file_that_is_not_prep_s_is_refused_and_untouched(tmp_path, lock):
+    """A hard link at .prep-lock (to a file outside), another program's lock, or a folder there: prep would write its
+    mark into it. Refused in one line; the file outside keeps its bytes."""
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = _victim(tmp_path)
+    if lock == "hard link":
+        os.link(victim, out / ".prep-lock")
+    elif lock == "foreign content":
+        (out / ".prep-lock").write_text("another program's lock\n")
+    else:
+        (out / ".prep-lock").mkdir()
+    for flags in ({}, {"overwrite": True}, {"dry_run": True}):
+        with pytest.raises(ConfigError, match=r"is not empty \(\.prep-lock\)"):
+            _run(out, **flags)
+    assert victim.read_bytes() == b"another user's file\n"
+
+
+def test_a_hard_linked_log_is_never_appended_to(tmp_path):
+    """prep.log hard-linked to a file outside, in prep's own (marked) folder: the log is not written there."""
+    run_dir = tmp_path / "run"
+    victim = _victim(tmp_path)
+    run_prep("limit=10", f"hydra.run.dir={run_dir}", "dry_run=true")
+    (run_dir / "prep.log").unlink()
+    os.link(victim, run_dir / "prep.log")
+    proc = run_prep("limit=10", f"hydra.run.dir={run_dir}", check=False)
+    assert proc.returncode == 0 and "the run's log is not written there" in proc.stderr
+    assert victim.read_bytes() == b"another user's file\n"
+
+
+def test_another_programs_summary_or_manifest_is_never_taken_for_prep_s(tmp_path):
+    """A summary.json with prep's name and two of its keys, or a .prep-manifest/run.json without prep's header:
+    overwrite=true must not delete what they list."""
+    for name, content in (("summary.json", '{"dataset": "x", "shards": [{"path": "model.ckpt"}]}'),
+                          (".prep-manifest/run.json", '{"owned": ["model.ckpt"]}')):
+        out = tmp_path / name.split("/")[0].strip(".")
+        (out / name).parent.mkdir(parents=True)
+        (out / name).write_text(content)
+        (out / "model.ckpt").write_bytes(b"weights")
+        for flags in ({}, {"overwrite": True}, {"resume": True}):
+            with pytest.raises(ConfigError, match=r"is not empty|already holds"):
+                _run(out, **flags)
+        assert (out / "model.ckpt").read_bytes() == b"weights" and (out / name).read_text() == content
+
+
+def test_the_manifest_is_never_read_through_a_link(tmp_path):
+    """.prep-manifest/run.json as a link to a file outside (that says what prep's header says): not read, so the
+    run holds no record of prep's and is refused."""
+    out = tmp_path / "out"
+    outside = _victim(tmp_path, "run.json")
+    outside.write_text(json.dumps({"fingerprint": "", "files": [], "owned": []}))
+    (out / ".prep-manifest").mkdir(parents=True)
+    (out / ".prep-manifest" / "run.json").symlink_to(outside)
+    with pytest.raises(ConfigError, match=r"holds no record prep wrote"):
+        _run(out, overwrite=True)
+
+
+def test_report_o_leaves_the_users_own_partial_file_alone(tmp_path):
+    """prep-report -o FILE writes under a temporary name of its own: a FILE.partial of the user's stays."""
+    from prep.tools import report
+
+    out = tmp_path / "out"
+    _run(out)
+    page = tmp_path / "pages" / "page.html"
+    page.parent.mkdir()
+    (page.parent / "page.html.partial").write_text("my draft\n")
+    assert report.main([str(out), "-o", str(page)]) == 0
+    assert (page.parent / "page.html.partial").read_text() == "my draft\n" and page.read_bytes().startswith(b"<!DOCTYPE html>")
+    assert sorted(os.listdir(page.parent)) == ["page.html", "page.html.partial"]
+
+
+@pytest.mark.parametrize("value", [2.5, 1.5, -1])
+def test_max_skipped_is_a_whole_count_or_a_fraction_below_one(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"max_skipped="):
+        _run(tmp_path / "out", max_skipped=value)

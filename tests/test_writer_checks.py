@@ -230,13 +230,15 @@ def test_raw_pixels_of_a_folder_without_height_and_width_are_refused_before_anyt
     from prep.encoders.raw import RawEncoder
 
     out = tmp_path / "out"
-    for features in ({"image": "encoded", "label": "label", "image/filename": "filename"}, {"image": "encoded", "label": "label", "height": "height"}):
+    # no shape at all; a height only; height and width but no channels (grayscale and colour images of one size)
+    for features in ({"image": "encoded", "label": "label", "image/filename": "filename"}, {"image": "encoded", "label": "label", "height": "height"},
+                     {"image": "encoded", "label": "label", "height": "height", "width": "width"}):
         with pytest.raises(ConfigError) as err:
             convert(
                 name="t", source=ImageDirSource(str(imagenet_folder.root)), labels=SpaceLabels(str(imagenet_folder.labels)), splitter=NoSplit("train"),
                 encoder=RawEncoder(), writer=TFRecordWriter(shard_size=10, features=features), executor=LocalExecutor(1), output_dir=str(out), progress=False,
             )
-        assert "encoder=raw stores pixels without their shape" in str(err.value) and "+features.height=height +features.width=width" in str(err.value)
+        assert "encoder=raw stores pixels without their shape" in str(err.value) and "+features.channels=channels" in str(err.value)
         assert str(imagenet_folder.root) in str(err.value)
         assert not out.exists()
 
@@ -251,7 +253,7 @@ def test_raw_pixels_are_accepted_where_their_shape_is_known(tmp_path, imagenet_f
     folder = dict(source=ImageDirSource(str(imagenet_folder.root)), labels=SpaceLabels(str(imagenet_folder.labels)))
     digits = dict(source=DigitsSource(), labels=EmbeddedLabels(), limit=20)
     cases = [
-        (folder, TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label", "h": "height", "w": "width"})),
+        (folder, TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label", "h": "height", "w": "width", "c": "channels"})),
         (digits, TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label"})),
         (folder, WebDatasetWriter(shard_size=10)),
     ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
 from contextlib import contextmanager
 
@@ -122,18 +123,32 @@ class NewFile:
     """A file written under `<name>.partial` in a folder reached without links, published by commit() with
     one rename; abort() leaves nothing under either name. `file` is a Python file object on the new file."""
 
-    def __init__(self, root: str, path: str, buffering: int = 0) -> None:
+    def __init__(self, root: str, path: str, buffering: int = 0, owned: bool = True) -> None:
+        """owned: root is a folder prep owns, where `<name>.partial` is prep's own name (a leftover of a stopped
+        run is replaced). Elsewhere (prep-report -o) the temporary name is a new one, and nothing is removed."""
         self.path = path
         names = parts_below(root, path)
         self._dir = open_folder(root, names[:-1], create=True)
         self._name = names[-1]
         self._temp = self._name + TEMP
         try:
-            fd = create_new(self._dir, self._temp)
+            if owned:
+                fd = create_new(self._dir, self._temp)
+            else:
+                fd = self._create_unique()
             self.file = file_object(fd, os.path.join(os.path.dirname(path), self._temp), buffering)
         except BaseException:
             os.close(self._dir)
             raise
+
+    def _create_unique(self) -> int:
+        for _ in range(100):
+            self._temp = f".{self._name}.{secrets.token_hex(4)}{TEMP}"
+            try:
+                return os.open(self._temp, _NEW, 0o644, dir_fd=self._dir)
+            except FileExistsError:
+                continue
+        raise FileExistsError(errno.EEXIST, "no free temporary name", self.path)
 
     def commit(self) -> None:
         """Publish the file; if this fails, abort() still removes the temporary file."""
@@ -166,8 +181,8 @@ class NewFile:
         return f"/proc/self/fd/{self.file.fileno()}"
 
 
-def write_bytes(root: str, path: str, data: bytes) -> None:
-    out = NewFile(root, path)
+def write_bytes(root: str, path: str, data: bytes, owned: bool = True) -> None:
+    out = NewFile(root, path, owned=owned)
     try:
         view = memoryview(data)
         while view:

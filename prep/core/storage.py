@@ -193,7 +193,10 @@ def write_bytes(path: str, data: bytes, root: str | None = None) -> None:
         fs, inner = _fs(path)
         fs.pipe_file(inner, data)
         return
-    nofollow.write_bytes(local(root) if root is not None else os.path.dirname(os.path.abspath(local(path))), local(path), data)
+    if root is not None:
+        nofollow.write_bytes(local(root), local(path), data)
+    else:  # a folder the user named (prep-report -o): a temporary name of its own, nothing of theirs replaced
+        nofollow.write_bytes(os.path.dirname(os.path.abspath(local(path))), local(path), data, owned=False)
 
 
 class AtomicFile:
@@ -212,7 +215,7 @@ class AtomicFile:
             self.file = open(handle, "wb", buffering=buffering)
         else:
             folder = local(root) if root is not None else os.path.dirname(os.path.abspath(local(path)))
-            self._local = nofollow.NewFile(folder, local(path), buffering)
+            self._local = nofollow.NewFile(folder, local(path), buffering, owned=root is not None)
             self.file = self._local.file
 
     @property

@@ -27,11 +27,14 @@ def check_readable(stages: Stages) -> None:
     """Refuse a run whose records could not be decoded back: raw pixels of images that may differ in size,
     in records that store no height and width."""
     if stages.encoder.needs_shape and not stages.source.one_shape and not stages.writer.stores_shape():
-        keys = ", ".join(sorted(stages.writer.features)) or "none"
+        features = stages.writer.features
+        keys = ", ".join(sorted(features)) or "none"
+        stored = {field for field, _ in features.values()}
+        missing = " ".join(f"+features.{f}={f}" for f in ("height", "width", "channels") if f not in stored)
         raise ConfigError(
-            f"encoder=raw stores pixels without their shape, and the record keys (features: {keys}) hold no height and width: "
-            f"the images of {stages.source.describe()} may differ in size, so no reader could rebuild them. Store the shape: "
-            "features=slim or features=imagenet_val, or add keys, e.g. +features.height=height +features.width=width"
+            f"encoder=raw stores pixels without their shape, and the record keys (features: {keys}) do not hold height, width "
+            f"and channels: the images of {stages.source.describe()} may differ in size and colour, so no reader could rebuild "
+            f"them. Store the shape: features=slim or features=imagenet_val, or add keys: {missing}"
         )
 
 

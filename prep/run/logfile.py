@@ -11,6 +11,7 @@ import sys
 from omegaconf import DictConfig, OmegaConf
 
 from prep.core import storage
+from prep.core.errors import PrepError
 from prep.run import outputs
 from prep.runfiles.names import HYDRA, LOCK, LOG
 
@@ -78,9 +79,10 @@ class _LogFile(logging.StreamHandler):
 def _open_append(path: str):
     """prep.log for appending: a regular file or a new one, never through a symlink or into a FIFO."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a hard link would make prep append to another file
         os.close(fd)
-        raise OSError(errno.EINVAL, "not a regular file", path)
+        raise OSError(errno.EINVAL, "not a regular file of its own (a FIFO, device or hard link)", path)
     os.set_blocking(fd, True)
     # backslashreplace: a file name that is not UTF-8 (a Linux folder can hold one) is logged, not an error.
     return open(fd, "a", encoding="utf-8", errors="backslashreplace")
@@ -89,7 +91,11 @@ def _open_append(path: str):
 def save_config(run_dir: str, cfg: DictConfig, hydra_cfg: DictConfig) -> None:
     """.hydra/config.yaml, hydra.yaml and overrides.yaml, as Hydra writes them: the exact rerun reads these. The
     folder is marked as prep's first (a run that stopped early leaves its config and log in a fresh folder)."""
-    outputs.mark(run_dir)
+    try:
+        outputs.mark(run_dir)
+    except (PrepError, OSError) as err:
+        logging.getLogger(__name__).warning("%s: the run's config is not saved there: %s", run_dir, getattr(err, "strerror", None) or err)
+        return
     folder = os.path.join(run_dir, HYDRA)
     if os.path.islink(folder) or (os.path.exists(folder) and not os.path.isdir(folder)):
         logging.getLogger(__name__).warning("%s is not a plain folder: the run's config is not saved there", folder)

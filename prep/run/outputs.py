@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterable
 
 from prep.core import nofollow, storage
-from prep.core.errors import ConfigError, WriteError
+from prep.core.errors import ConfigError, PrepError, WriteError
 from prep.core.values import ShardPlan, ShardResult
 from prep.runfiles.names import BOOKKEEPING, HYDRA, LABELS_CSV, LOCK, MANIFEST, REPORT, RESERVED, SUMMARY
 
@@ -56,6 +56,16 @@ def file_sha256(path: str, root: str) -> str:
     return digest.hexdigest()
 
 
+def _read(root: str, path: str) -> bytes:
+    """One of prep's own files in root, read without following a link (a link there is another's file)."""
+    if storage.is_url(path):
+        return storage.read_bytes(path)
+    with nofollow.open_read(storage.local(root), storage.local(path)) as f:
+        if os.fstat(f.fileno()).st_size > storage.MAX_READ_BYTES:
+            raise OSError(errno.EFBIG, "too large", path)
+        return f.read()
+
+
 def _write(path: str, data: bytes, root: str) -> None:
     try:
         storage.write_bytes(path, data, root=root)
@@ -84,7 +94,7 @@ class Manifest:
 
     def header(self) -> dict:
         try:
-            header = json.loads(storage.read_bytes(storage.join(self.dir, _HEADER)))
+            header = json.loads(_read(self.output_dir, storage.join(self.dir, _HEADER)))
             return header if isinstance(header, dict) else {}
         except (OSError, ValueError):
             return {}
@@ -96,7 +106,7 @@ class Manifest:
             if name == _HEADER or not name.endswith(".json"):
                 continue
             try:
-                entry = json.loads(storage.read_bytes(storage.join(self.dir, name)))
+                entry = json.loads(_read(self.output_dir, storage.join(self.dir, name)))
                 entries[entry["result"]["path"]] = entry
             except (OSError, ValueError, KeyError, TypeError):
                 continue
@@ -111,6 +121,14 @@ class Manifest:
             raise WriteError(f"{self.dir}: cannot create: {err.strerror or err}") from None
         header = {"fingerprint": self.fingerprint, "files": sorted(set(shards)), "owned": sorted(set(owned))}
         _write(storage.join(self.dir, _HEADER), json.dumps(header).encode(), self.output_dir)
+
+    def is_prep(self) -> bool:
+        """Whether the manifest's header is one prep wrote (a fingerprint, the planned files, the owned ones)."""
+        header = self.header()
+        return (
+            isinstance(header.get("fingerprint"), str) and isinstance(header.get("files"), list) and isinstance(header.get("owned"), list)
+            and all(isinstance(p, str) for p in header["files"] + header["owned"])
+        )
 
     def recorded(self) -> set[str]:
         """Every path this manifest says the run may have written (shards with their side files, owned files)."""
@@ -136,11 +154,12 @@ class Manifest:
 
 def _summary_files(output_dir: str) -> set[str] | None:
     """What a finished prep run's summary.json says it wrote, or None if there is no prep summary."""
+    from prep.runfiles import summary as summaries
+
+    path = storage.join(output_dir, SUMMARY)
     try:
-        summary = json.loads(storage.read_bytes(storage.join(output_dir, SUMMARY)))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(summary, dict) or not isinstance(summary.get("shards"), list) or "dataset" not in summary:
+        summary = summaries.validate(json.loads(_read(output_dir, path)), path)  # prep's summary, not one with its name
+    except (OSError, ValueError, RecursionError, PrepError):
         return None
     files = {SUMMARY, LABELS_CSV, REPORT}
     meta = summary.get("metadata_files")
@@ -248,10 +267,35 @@ def mark(output_dir: str) -> None:
         os.close(fd)
 
 
+def _state(fd: int) -> str:
+    """"empty", "marked" or "foreign": a lock file is prep's only as a regular file of one name (a hard link to
+    it would let prep write into another file) holding nothing or prep's mark."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        return "foreign"
+    content = os.pread(fd, len(MARK) + 1, 0)
+    return "empty" if not content else "marked" if content == MARK else "foreign"
+
+
+def _lock_state(output_dir: str) -> str:
+    """The local lock file's state (see _state), or "absent"."""
+    try:
+        fd = os.open(os.path.join(storage.local(output_dir), LOCK), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return "absent"
+    except OSError:
+        return "foreign"
+    try:
+        return _state(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_mark(fd: int) -> None:
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        raise WriteError(f"{LOCK}: not a regular file")
-    if os.pread(fd, len(MARK) + 1, 0) != MARK:
+    state = _state(fd)
+    if state == "foreign":
+        raise ConfigError(f"{LOCK}: not prep's lock file (other content, a hard link, or not a regular file); prep leaves it alone")
+    if state == "empty":
         os.ftruncate(fd, 0)
         os.pwrite(fd, MARK, 0)
 
@@ -260,14 +304,7 @@ def is_marked(output_dir: str) -> bool:
     """Whether prep marked this folder as its own (a regular lock file holding the mark)."""
     if storage.is_url(output_dir):
         return True  # object stores have no lock file: there the names alone are what prep goes by
-    try:
-        fd = os.open(os.path.join(storage.local(output_dir), LOCK), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return False
-    try:
-        return stat.S_ISREG(os.fstat(fd).st_mode) and os.pread(fd, len(MARK) + 1, 0) == MARK
-    finally:
-        os.close(fd)
+    return _lock_state(output_dir) == "marked"
 
 
 # ---------------------------------------------------------------------------------------------- the lock
@@ -297,6 +334,12 @@ class RunLock:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as err:
             raise WriteError(f"output_dir={self.output_dir}: cannot write there: {err.strerror or err}") from None
+        if _state(fd) == "foreign":  # checked again on the file itself, now open
+            os.close(fd)
+            raise ConfigError(
+                f"output_dir={self.output_dir} is not empty ({LOCK}): it is not prep's lock file (other content, a hard link, "
+                "or not a regular file); move it away or choose another output_dir"
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -376,9 +419,20 @@ def prepare(output_dir: str, *, overwrite: bool, resume: bool, fingerprint: str,
         raise ConfigError("overwrite=true and resume=true: choose one (resume keeps finished shards, overwrite starts again)")
     manifest = Manifest(output_dir, fingerprint)
     _refuse_links(output_dir)
-    names = [n for n in storage.listdir(output_dir) if n not in BOOKKEEPING]
+    names_all = storage.listdir(output_dir)
+    names = [n for n in names_all if n not in BOOKKEEPING]
     finished = SUMMARY in names and _summary_files(output_dir) is not None
-    unfinished = MANIFEST in names
+    unfinished = MANIFEST in names and manifest.is_prep()
+    if MANIFEST in names and not unfinished:
+        raise ConfigError(
+            f"output_dir={output_dir} is not empty ({MANIFEST}): it holds no record prep wrote (no run.json of a prep run): "
+            "another program's, or damaged; move it away or choose another output_dir"
+        )
+    if LOCK in names_all and _lock_state(output_dir) == "foreign":
+        raise ConfigError(
+            f"output_dir={output_dir} is not empty ({LOCK}): it is not prep's lock file (it has other content, another name "
+            "(a hard link), or is not a regular file); move it away or choose another output_dir"
+        )
     # plan.json, prep.log and .hydra/ are prep's only where prep marked the folder, or where a run is
     bookkeeping = BOOKKEEPING if (finished or unfinished or is_marked(output_dir)) else frozenset({LOCK})
     if finished and not overwrite:

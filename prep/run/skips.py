@@ -15,7 +15,7 @@ def skip_limit(max_skipped, total: int) -> int | None:
     """max_skipped as a number of images: a count (>= 1, or 0 for none) or a fraction of all images (< 1)."""
     if max_skipped is None:
         return None
-    if isinstance(max_skipped, bool) or not isinstance(max_skipped, (int, float)) or max_skipped < 0:
+    if isinstance(max_skipped, bool) or not isinstance(max_skipped, (int, float)) or max_skipped < 0 or (max_skipped > 1 and max_skipped != int(max_skipped)):
         raise ConfigError(f"max_skipped={max_skipped!r}: give a count (e.g. 100), a fraction below 1 (e.g. 0.01), or null for no limit")
     return int(max_skipped) if max_skipped >= 1 or max_skipped == 0 else int(max_skipped * total)
 

@@ -728,7 +728,7 @@ def render(summary: dict, run_dir: str, source=None, max_pixels: int = encoders.
 def write(run_dir: str, summary: dict, source=None, max_pixels: int = encoders.DEFAULT_MAX_PIXELS) -> str:
     """Write report.html into run_dir atomically; returns its path."""
     path = storage.join(run_dir, REPORT)
-    storage.write_bytes(path, render(summary, run_dir, source, max_pixels).encode("utf-8", "backslashreplace"))
+    storage.write_bytes(path, render(summary, run_dir, source, max_pixels).encode("utf-8", "backslashreplace"), root=run_dir)
     return path
 
 
@@ -870,7 +870,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.report") -> 
             source = images_source(args.images, settings) if args.images else None
             text = render(summary, args.run_dir, source, max_pixels).encode("utf-8", "backslashreplace")
             try:
-                storage.write_bytes(path, text)
+                storage.write_bytes(path, text, root=None if args.output else args.run_dir)  # -o: a folder of the user's
             except OSError as err:
                 raise PrepError(f"{path}: cannot write: {err.strerror or err}") from None
     except (PrepError, OSError) as err:

@@ -160,9 +160,10 @@ class RecordWriter:
         return {}
 
     def stores_shape(self) -> bool:
-        """Whether a record stores its image's height and width (raw pixels need them to be read back)."""
+        """Whether a record stores its image's height, width and channels (raw pixels need all three to be read
+        back: a run may hold grayscale and colour images of one size)."""
         fields = {field for field, _ in self.features.values()}
-        return {"height", "width"} <= fields
+        return {"height", "width", "channels"} <= fields
 
     def check_labels(self, listing) -> None:
         """InputError naming the label-file line when a label id does not fit a type the records store it as.
