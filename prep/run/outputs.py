@@ -123,12 +123,10 @@ class Manifest:
         _write(storage.join(self.dir, _HEADER), json.dumps(header).encode(), self.output_dir)
 
     def is_prep(self) -> bool:
-        """Whether the manifest's header is one prep wrote (a fingerprint, the planned files, the owned ones)."""
+        """Whether the manifest's header is one prep wrote: a fingerprint, and lists of paths where it has them."""
         header = self.header()
-        return (
-            isinstance(header.get("fingerprint"), str) and isinstance(header.get("files"), list) and isinstance(header.get("owned"), list)
-            and all(isinstance(p, str) for p in header["files"] + header["owned"])
-        )
+        lists = [header.get(key, []) for key in ("files", "owned")]
+        return isinstance(header.get("fingerprint"), str) and all(isinstance(x, list) and all(isinstance(p, str) for p in x) for x in lists)
 
     def recorded(self) -> set[str]:
         """Every path this manifest says the run may have written (shards with their side files, owned files)."""
