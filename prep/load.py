@@ -10,7 +10,6 @@ arguments of DALI's and Ray's readers (dali_tfrecord_args, ray_tfrecord_args: pr
 from __future__ import annotations
 
 import errno
-import json
 import os
 import struct
 import zlib
@@ -22,7 +21,6 @@ from prep.core.errors import ConfigError, InputError, PrepError
 from prep.formats import arrayrecord, ofrecord, protowire, tar, tfrecord, wds
 from prep.formats.protowire import WireError
 from prep.runfiles import summary as summaries
-from prep.runfiles.names import MANIFEST, SUMMARY
 
 PROBE_BYTES = 64 << 20  # what sniff_records reads at most (decompressed) to find a file's first record
 _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")  # a 32K window at each compression level
@@ -118,32 +116,9 @@ def run_relative(run_dir: str, path: str) -> str:
 
 
 def load_summary(run_dir: str) -> dict:
-    """summary.json of a finished run, read as open_in_run reads (never through a link) and checked by
-    prep.runfiles.summary.validate; one PrepError naming the file and what is wrong otherwise."""
-    if storage.is_url(run_dir):
-        return summaries.load(run_dir)
-    path = storage.join(run_dir, SUMMARY)
-    if storage.isfile(run_dir):
-        raise ConfigError(f"{run_dir}: a file, not a run folder; give the folder that holds {SUMMARY}")
-    if not storage.isdir(run_dir):
-        raise ConfigError(f"{run_dir}: no such folder")
-    try:
-        data = read_in_run(run_dir, SUMMARY)
-    except FileNotFoundError:
-        if os.path.lexists(storage.join(run_dir, MANIFEST)):
-            raise ConfigError(f"{run_dir}: an unfinished run (no {SUMMARY}); finish it with resume=true") from None
-        raise ConfigError(f"{run_dir}: no {SUMMARY}; not a finished prep run") from None
-    except OSError as err:
-        raise InputError(f"{path}: {read_problem(err)}") from None
-    try:
-        summary = json.loads(data)
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text; is it a summary.json?") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); truncated or edited by hand?") from None
-    except (RecursionError, ValueError) as err:  # nesting too deep, or a number of over 4300 digits
-        raise InputError(f"{path}: not a summary.json ({str(err) or type(err).__name__})") from None
-    return summaries.validate(summary, path)
+    """summary.json of a finished run, never read through a link, checked by prep.runfiles.summary.validate;
+    one PrepError naming the file and what is wrong otherwise."""
+    return summaries.load(run_dir)
 
 
 def shard_paths(run_dir: str, split: str | None, summary: dict | None = None) -> list[str]:

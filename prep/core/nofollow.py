@@ -229,8 +229,12 @@ def open_file(root: str, names: list[str], flags: int = READ, why: str = "") -> 
     """A descriptor of the regular file root/names..., reached without following a link below root. OSError
     naming the file otherwise: LinkError for a link (the file or a folder on its way), FileNotFoundError,
     IsADirectoryError, EINVAL for a FIFO, socket or device (never blocked on)."""
-    fd = open_path(root, names, last_flags=flags, why=why)
-    path = os.path.join(root, *names)
+    return regular(open_path(root, names, last_flags=flags, why=why), os.path.join(root, *names))
+
+
+def regular(fd: int, path: str) -> int:
+    """fd, set blocking, if it is a regular file (opened without blocking: a FIFO never hangs); else it is
+    closed and an OSError names path (a folder, a FIFO, socket or device)."""
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):

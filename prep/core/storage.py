@@ -10,7 +10,6 @@ import errno
 import os
 import posixpath
 import shutil
-import stat
 import tempfile
 from contextlib import contextmanager
 
@@ -100,18 +99,7 @@ def open_read(path: str):
     if is_url(path):
         fs, inner = _fs(path)
         return fs.open(inner, "rb")
-    fd = os.open(local(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, "is a folder", path)
-        if not stat.S_ISREG(mode):
-            raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)", path)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    return os.fdopen(nofollow.regular(os.open(local(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), path), "rb")
 
 
 def read_bytes(path: str, limit: int = MAX_READ_BYTES) -> bytes:

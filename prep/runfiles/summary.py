@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import os
 import json
 import posixpath
 import re
@@ -11,7 +13,7 @@ import string
 from collections import Counter
 
 from prep import __version__
-from prep.core import storage
+from prep.core import nofollow, storage
 from prep.core.errors import ConfigError, InputError, WriteError
 from prep.core.values import ShardResult, merged_shapes, merged_sizes
 from prep.runfiles.names import LABELS_CSV, MANIFEST, REPORT, SUMMARY
@@ -134,19 +136,35 @@ def write_labels_csv(output_dir: str, summary: dict, class_names: list[str] | No
     _write_atomically(storage.join(output_dir, LABELS_CSV), out.getvalue(), output_dir)
 
 
+def _read(output_dir: str) -> bytes:
+    """summary.json's bytes; in a local folder never through a link (a run folder may come from someone else)."""
+    path = storage.join(output_dir, SUMMARY)
+    if storage.is_url(output_dir):
+        return storage.read_bytes(path)
+    fd = nofollow.open_file(storage.local(output_dir), [SUMMARY], why=": prep reads only files inside the run folder")
+    with os.fdopen(fd, "rb") as f:
+        if os.fstat(fd).st_size > storage.MAX_READ_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {storage.MAX_READ_BYTES:,} bytes", path)
+        return f.read()
+
+
 def load(output_dir: str) -> dict:
-    """The summary.json of a finished run, checked by validate(); PrepError names the file and what is wrong."""
+    """The summary.json of a finished run, checked by validate(), read without following a link; PrepError names
+    the file and what is wrong."""
     path = storage.join(output_dir, SUMMARY)
     if storage.isfile(output_dir):
         raise ConfigError(f"{output_dir}: a file, not a run folder; give the folder that holds {SUMMARY}")
     if not storage.isdir(output_dir):
         raise ConfigError(f"{output_dir}: no such folder")
     try:
-        data = storage.read_bytes(path)
+        data = _read(output_dir)
     except FileNotFoundError:
-        if storage.exists(storage.join(output_dir, MANIFEST)):
+        manifest = storage.join(output_dir, MANIFEST)
+        if storage.exists(manifest) if storage.is_url(manifest) else os.path.lexists(manifest):
             raise ConfigError(f"{output_dir}: an unfinished run (no {SUMMARY}); finish it with resume=true") from None
         raise ConfigError(f"{output_dir}: no {SUMMARY}; not a finished prep run") from None
+    except nofollow.LinkError as err:
+        raise InputError(f"{path}: {err.strerror}") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read: {err.strerror or err}") from None
     try:
