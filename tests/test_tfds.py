@@ -137,13 +137,14 @@ def test_integer_labels_mixed_images_and_a_limit(tmp_path, imagenet_folder, tfds
     assert info["splits"][0]["filepathTemplate"] == "{DATASET}-{SPLIT}-{SHARD_INDEX}.tfrecord"
     assert builder.info.features["label"].num_classes == max(imagenet_folder.label_ids[:12]) + 1
     image = builder.info.features["image"]
-    assert image.shape == (None, None, None) and image.encoding_format is None  # channels and formats vary
+    # formats vary; gray and colour: 3 channels declared, grayscale decoded to 3 (as TFDS's own ImageFolder does)
+    assert image.shape == (None, None, 3) and image.encoding_format is None
     expected = dict(zip(imagenet_folder.names[:12], imagenet_folder.label_ids[:12]))
     got = {ex["image/filename"].decode(): ex for ex in tfds.as_numpy(builder.as_dataset(split="train"))}
     assert {name: int(ex["label"]) for name, ex in got.items()} == expected
     for name, example in got.items():
         decoded = cv2.imdecode(np.frombuffer(imagenet_folder.bytes_of(name), np.uint8), cv2.IMREAD_UNCHANGED)
-        assert example["image"].shape[:2] == decoded.shape[:2]
+        assert example["image"].shape[:2] == decoded.shape[:2] and example["image"].shape[2] == 3
     assert len(list(builder.as_dataset(split="train[:10%]"))) == 1
 
 
@@ -217,14 +218,17 @@ def test_a_shard_of_skipped_images_is_a_shard_of_length_0(tmp_path, photos, tfds
         (TFRecordWriter(shard_size=5, features={"image": "encoded", "label": "label:float"}), "label:float"),
     ],
 )
-def test_runs_tfds_cannot_read_get_no_tfds_files_and_one_warning(tmp_path, flowers, caplog, writer, why):
+def test_runs_tfds_cannot_read_get_no_tfds_files_and_one_line(tmp_path, flowers, caplog, writer, why):
+    """One line says why; a warning, except for shard names the user chose (seed 002's data_{index}.tfrecord),
+    where a calm info line is enough."""
     out = tmp_path / "run"
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         summary = run(out, flowers, writer=writer)
     assert summary["metadata_files"] == [] and not (out / "dataset_info.json").exists() and not (out / "features.json").exists()
     assert summary["tfds"]["written"] is False and why in summary["tfds"]["reason"]
-    lines = [r.getMessage() for r in caplog.records if "TFDS" in r.getMessage()]
-    assert len(lines) == 1 and why in lines[0] and "no TFDS metadata" in lines[0]
+    lines = [r for r in caplog.records if "TFDS" in r.getMessage()]
+    assert len(lines) == 1 and why in lines[0].getMessage() and "no TFDS metadata" in lines[0].getMessage()
+    assert lines[0].levelno == (logging.INFO if "{" in why else logging.WARNING)
 
 
 @pytest.mark.parametrize("name, split, why", [("my-flowers", "train", "name='my-flowers'"), ("flowers", "all", "split 'all'"), ("flowers", "a.b", "split 'a.b'")])
@@ -315,3 +319,34 @@ def test_a_shard_where_dataset_info_json_goes_is_refused_before_writing(tmp_path
     with pytest.raises(ConfigError, match="dataset_info.json"):
         run(out, flowers, writer=TFRecordWriter(num_shards=1, shard_size=None, features=TFDS_KEYS, pattern="dataset_info.json"))
     assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["tfrecord", "arrayrecord"])
+def test_a_gray_and_colour_run_loads_every_record_through_tfds(tmp_path, imagenet_folder, tfds, fmt):
+    """ImageNet holds grayscale JPEGs among colour ones (and a PNG named .JPEG, a CMYK JPEG): features.json declares
+    3 channels, and TFDS decodes every record of every split to height x width x 3: as_dataset on TFRecord,
+    as_data_source on ArrayRecord (the reader TFDS has for it)."""
+    from prep.writers import ArrayRecordWriter
+
+    out = tmp_path / "run"
+    writer = TFRecordWriter if fmt == "tfrecord" else ArrayRecordWriter
+    pattern = "{dataset}-{split}.%s-{index:05d}-of-{count:05d}" % ("tfrecord" if fmt == "tfrecord" else "array_record")
+    summary = run(out, imagenet_folder.root, labels=SpaceLabels(str(imagenet_folder.labels)), splitter=StratifiedSplit(0.2, 0.2, seed=0),
+                  writer=writer(shard_size=5, features=TFDS_KEYS, pattern=pattern))
+    assert summary["image_shapes"]["channels"] == [1, 3] and summary["tfds"]["written"], summary["tfds"]
+    builder = tfds.builder_from_directory(str(out))
+    assert builder.info.features["image"].shape == (None, None, 3)
+    seen = {}
+    for split in summary["splits"]:
+        if fmt == "tfrecord":
+            examples = tfds.as_numpy(builder.as_dataset(split=split))
+        else:
+            source = builder.as_data_source(split=split)
+            examples = (source[i] for i in range(len(source)))
+        for example in examples:
+            name = example["image/filename"]
+            seen[name.decode() if isinstance(name, bytes) else name] = example["image"].shape
+    assert sorted(seen) == sorted(imagenet_folder.names)
+    gray = next(n for n in imagenet_folder.names if n.endswith("00000003.JPEG"))
+    assert seen[gray][2] == 3 and all(len(shape) == 3 and shape[2] == 3 for shape in seen.values())

@@ -51,6 +51,7 @@ class Plan:
     label_names: dict[str, list[str]] = field(default_factory=dict)  # label key -> class names (a labels file)
     notes: list[str] = field(default_factory=list)
     splits: list[str] = field(default_factory=list)
+    layout: bool = False  # the reason is the shard names the user chose (seed 002's data_0.tfrecord): no surprise
 
     def paths(self) -> list[str]:
         if self.reason:
@@ -108,7 +109,7 @@ def plan(writer, file_format: str, dataset: str, splits: list[str], listing) -> 
             return Plan(f"split {split!r}: TFDS split names are letters, digits, _ and - (and not 'all')")
     template, why = template_of(writer.pattern)
     if why:
-        return Plan(why)
+        return Plan(why, layout=True)
     if template.replace(f".{file_format}-", ".{FILEFORMAT}-") == DEFAULT_TEMPLATE:
         template = DEFAULT_TEMPLATE
     notes: list[str] = []
@@ -165,6 +166,14 @@ def image_feature(key: str, summary: dict, notes: list[str]) -> dict:
     if not formats or not formats <= _DECODABLE:
         notes.append(f"{key}: images are {sorted(formats)}, not all decodable by tfds.features.Image (jpeg, png, bmp); declared as bytes")
         return _tensor("tensor_feature.Tensor", "string")
+    if channels is None:
+        found = set((summary.get("image_shapes") or {}).get("channels") or [])
+        if not found <= {1, 3}:
+            notes.append(f"{key}: images of {sorted(found)} channels mixed; declared as bytes (tfds.features.Image decodes one channel count)")
+            return _tensor("tensor_feature.Tensor", "string")
+        # Grayscale among colour (ImageNet holds both): TFDS decodes grayscale to 3 channels when the feature says 3,
+        # in as_dataset (tf.image.decode_image) and as_data_source alike, as its own ImageFolder declares them.
+        channels = 3
     body: dict = {"dtype": "uint8", "shape": {"dimensions": [_int64(-1 if d is None else d) for d in (height, width, channels)]}}
     (only,) = formats if len(formats) == 1 else (None,)
     if only in _ENCODINGS and channels in _ENCODINGS[only]:
@@ -299,7 +308,9 @@ class TFDSMetadata:
     def metadata_paths(self, dataset: str, splits: list[str], listing) -> list[str]:
         self._tfds_plan = plan(self, self.file_format, dataset, splits, listing)
         if self._tfds_plan.reason:
-            log.warning("no TFDS metadata (tfds.builder_from_directory will not read this run): %s", self._tfds_plan.reason)
+            # A layout asked for by name (seed 002's data_{index}.tfrecord) is what the user wanted: one calm line.
+            say = log.info if self._tfds_plan.layout else log.warning
+            say("no TFDS metadata (tfds.builder_from_directory will not read this run): %s", self._tfds_plan.reason)
         return self._tfds_plan.paths()
 
     def metadata_files(self, summary: dict, listing) -> dict[str, bytes]:
