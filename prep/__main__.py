@@ -273,7 +273,23 @@ def _hydra_message(err: Exception) -> str:
     while getattr(cause, "__cause__", None) is not None and not str(cause).strip():
         cause = cause.__cause__
     text = " ".join(line.strip() for line in str(cause).splitlines() if line.strip()) or type(cause).__name__
-    return text
+    return preset_conflict(text) or text
+
+
+def preset_conflict(text: str) -> str | None:
+    """A preset's setting that the group choice given on the command line does not have (dataset=cifar10 sets
+    split.val; split=none has no val): what Hydra says, as the user's choice and what to do about it."""
+    import re
+
+    found = re.search(r"In 'dataset/([^']+)': ConfigKeyError raised while composing config: Key '([^']+)' not in '(\w+?)(?:Conf)?' full_key: (\S+)", text)
+    if found is None:
+        return None
+    preset, key, schema, full_key = found.groups()
+    group = full_key.split(".")[0]
+    return (
+        f"dataset={preset} sets {full_key}, a setting the {group} you chose ({schema}) does not have: keep the preset's "
+        f"{group}, or start from dataset=images (no preset settings) and give the {group} you want its own settings"
+    )
 
 
 if __name__ == "__main__":

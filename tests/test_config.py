@@ -77,3 +77,35 @@ def test_fingerprint_ignores_where_it_runs_but_not_what_it_writes():
     stages_of(base)
     assert fingerprint(base) == fingerprint(composed("executor.workers=1", "output_dir=/elsewhere", "overwrite=true"))
     assert fingerprint(base) != fingerprint(composed("writer.shard_size=7"))
+
+
+GROUPS = ("source", "labels", "split", "encoder", "writer", "executor", "features")
+
+
+@pytest.mark.parametrize("preset", choices("dataset"))
+def test_every_preset_takes_every_choice_of_every_group_or_says_why_in_one_line(preset):
+    """A preset's own settings may not fit another choice of a group (dataset=cifar10 sets split.val; split=none
+    has none): then the line names the preset, the setting, the choice and what to do. The natural overrides
+    compose (dataset=imagenet_val split=stratified, any writer, any encoder, any executor)."""
+    from prep.__main__ import _hydra_message
+
+    refused = []
+    for group in GROUPS:
+        for choice in choices(group):
+            try:
+                cfg = composed(f"dataset={preset}", f"{group}={choice}")
+            except Exception as err:  # noqa: BLE001 - what the CLI prints for it is what is checked
+                line = _hydra_message(err)
+                assert line.startswith(f"dataset={preset} sets {group}.") and "does not have" in line and "dataset=images" in line, line
+                refused.append(f"{group}={choice}")
+                continue
+            assert OmegaConf.select(cfg, f"{group}._target_") or group == "features"
+    assert not [r for r in refused if r.split("=")[0] in ("writer", "encoder", "executor", "features")], refused
+    if preset == "imagenet_val":
+        assert "split=stratified" not in refused
+
+
+def test_imagenet_val_with_a_stratified_split_composes_to_the_stratified_splitter():
+    cfg = composed("dataset=imagenet_val", "split=stratified")
+    assert cfg.split._target_.endswith("StratifiedSplit") and "name" not in cfg.split
+    assert composed("dataset=imagenet_val").split.name == "validation"
