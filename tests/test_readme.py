@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import readme
-from conftest import crop, make_class_folders, png_bytes
+from conftest import crop, jpeg_bytes, make_class_folders, png_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +36,29 @@ RUN_DIR = re.compile(r"(outputs/(?:[\w-]+/)+?)(\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d
 RERUN = re.compile(r"--config-path (\S+)/\.hydra .*hydra\.run\.dir=(\S+)")
 
 
+def mixed_bytes(photos, i: int) -> bytes:
+    """Real data is mixed, so the README's examples are run on mixed data: a grayscale image every fourth, a
+    JPEG under a .png name every fifth (ImageNet has a PNG named .JPEG), sizes that differ throughout."""
+    rgb = crop(photos, i)
+    if i % 4 == 1:
+        return png_bytes(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    if i % 5 == 2:
+        return jpeg_bytes(rgb)
+    return png_bytes(rgb)
+
+
+def mix(folder: Path, names: list[str], photos) -> None:
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(mixed_bytes(photos, i))
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, photos) -> Path:
     """The folder the README's commands run in, with every input they name."""
     root = tmp_path_factory.mktemp("readme")
     # DIR/<class>/<image>.png serves every label format: labels=subdirs reads the folders, the files name the images.
     names = make_class_folders(root / "DIR", photos, ext=".png")
+    mix(root / "DIR", names, photos)
     classes = sorted({name.split("/")[0] for name in names})
     label_of = {name: classes.index(name.split("/")[0]) for name in names}
     (root / "val.txt").write_text("".join(f"{name} {label_of[name]}\n" for name in names))
@@ -64,7 +81,7 @@ def workdir(tmp_path_factory, photos) -> Path:
     (root / "cifar10" / "train").mkdir(parents=True)  # Kaggle's layout: train/<id>.png, trainLabels.csv with class names
     rows = ["id,label"]
     for i in range(30):
-        (root / "cifar10" / "train" / f"{i + 1}.png").write_bytes(png_bytes(crop(photos, i)))
+        (root / "cifar10" / "train" / f"{i + 1}.png").write_bytes(mixed_bytes(photos, i))
         rows.append(f"{i + 1},{classes[i % len(classes)]}")
     (root / "cifar10" / "trainLabels.csv").write_text("\n".join(rows) + "\n")
 
