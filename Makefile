@@ -41,7 +41,7 @@ bench: $(DEV_STAMP) ## speed, memory, start-up and resize against the seed metho
 bench-scale: $(DEV_STAMP) ## 100,000 and 1,000,000 small images against the copy floor (~5 min, 5 GB of memory)
 	$(PY) benchmarks/bench_scale.py $(ARGS)
 
-dist: $(RUNTIME_STAMP) ## build dist/prep-<version>-py3-none-any.whl: `pip install dist/prep-*.whl` works anywhere
+dist: $(RUNTIME_STAMP) ## build dist/prep_records-<version>-py3-none-any.whl: `pip install dist/prep_records-*.whl` works anywhere
 	rm -rf build dist
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
 	@ls dist/*.whl

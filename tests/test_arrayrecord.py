@@ -109,7 +109,7 @@ def test_abort_leaves_no_file(tmp_path):
 def test_missing_array_record_is_a_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "array_record.python", None)
     monkeypatch.setitem(sys.modules, "array_record.python.array_record_module", None)
-    with pytest.raises(ConfigError, match="pip install 'prep\\[arrayrecord\\]'"):
+    with pytest.raises(ConfigError, match="pip install 'prep-records\\[arrayrecord\\]'"):
         ArrayRecordWriter(shard_size=5, features={"image": "encoded"})
 
 

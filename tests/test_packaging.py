@@ -83,7 +83,7 @@ def test_readbench_without_tensorflow_names_the_extra(tmp_path, monkeypatch, cap
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # as in an install without prep[tf]: import fails
     assert readbench.main([str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: readbench reads with tf.data, and TensorFlow is not installed") and "pip install 'prep[tf]'" in err
+    assert err.startswith("error: readbench reads with tf.data, and TensorFlow is not installed") and "pip install 'prep-records[tf]'" in err
 
 
 # ---- the wheel, installed into a fresh virtualenv ----

@@ -29,7 +29,7 @@ def _fs(path: str):
     try:
         import fsspec
     except ImportError:
-        raise ConfigError(f"{path}: object storage needs fsspec and the filesystem's package (pip install 'prep[cloud]')") from None
+        raise ConfigError(f"{path}: object storage needs fsspec and the filesystem's package (pip install 'prep-records[cloud]')") from None
     try:
         fs, inner = fsspec.core.url_to_fs(path)
     except (ImportError, ValueError) as err:

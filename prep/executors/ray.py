@@ -52,7 +52,7 @@ class RayExecutor(Executor):
         if scheduling_strategy not in SCHEDULING:
             raise ConfigError(f"executor.scheduling_strategy={scheduling_strategy!r}: choose one of {list(SCHEDULING)}")
         if runtime_env is not None and not isinstance(runtime_env, dict):
-            raise ConfigError(f"executor.runtime_env={runtime_env!r}: give a mapping (e.g. {{pip: ['prep==1.0']}}) or null")
+            raise ConfigError(f"executor.runtime_env={runtime_env!r}: give a mapping (e.g. {{pip: ['prep-records==1.0']}}) or null")
         self.address = address or None
         if num_cpus is not None and self.address is not None:
             raise ConfigError(f"executor.num_cpus={num_cpus}: only for a local Ray instance (executor.address=null); a cluster has its own CPUs")
@@ -70,7 +70,7 @@ class RayExecutor(Executor):
         try:
             import ray
         except ImportError:
-            raise ConfigError("executor=ray needs Ray: pip install 'prep[ray]'") from None
+            raise ConfigError("executor=ray needs Ray: pip install 'prep-records[ray]'") from None
         if not ray.is_initialized():
             # address=null means a new local instance, even where RAY_ADDRESS or a `ray start` on this machine
             # would make plain ray.init() join a cluster (and then refuse num_cpus).

@@ -1,5 +1,5 @@
 """Reading ArrayRecord files (Google's random-access record format; TFDS's and Grain's default) through the
-`array_record` package, the one reader of the format (the `arrayrecord` extra: pip install 'prep[arrayrecord]').
+`array_record` package, the one reader of the format (the `arrayrecord` extra: pip install 'prep-records[arrayrecord]').
 
 Writing is prep/writers/arrayrecord.py. Files are written with `group_size:1`, as TFDS writes them, so
 that reading record i decompresses one record, not a group.
@@ -27,7 +27,7 @@ def module():
     try:
         from array_record.python import array_record_module
     except ImportError:
-        raise ConfigError("ArrayRecord needs the array_record package: pip install 'prep[arrayrecord]' (or array-record)") from None
+        raise ConfigError("ArrayRecord needs the array_record package: pip install 'prep-records[arrayrecord]' (or array-record)") from None
     return array_record_module
 
 

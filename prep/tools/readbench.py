@@ -23,7 +23,7 @@ def measure(run_dir: str, *, parse: bool = False, decode: bool = False, repeat: 
     try:
         import tensorflow as tf
     except ImportError as err:
-        raise PrepError(f"readbench reads with tf.data, and TensorFlow is not installed ({err}): pip install 'prep[tf]'") from None
+        raise PrepError(f"readbench reads with tf.data, and TensorFlow is not installed ({err}): pip install 'prep-records[tf]'") from None
 
     from prep.load import check_in_run, load_summary, tf_dataset
 
@@ -67,7 +67,7 @@ def measure(run_dir: str, *, parse: bool = False, decode: bool = False, repeat: 
     }
 
 
-EXAMPLES = """examples (TensorFlow needed: pip install 'prep[tf]'):
+EXAMPLES = """examples (TensorFlow needed: pip install 'prep-records[tf]'):
   %(prog)s outputs/digits/2026-11-21_10-00-00_4242                 records/s and MB/s of one run
   %(prog)s outputs/digits/2026-11-21_10-00-00_4242 --decode        ... parsing and decoding every image
   %(prog)s outputs/digits/multirun/2026-11-21_01-02-03_4242        every job of a sweep, into sweep_summary.csv"""

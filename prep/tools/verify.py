@@ -489,7 +489,7 @@ def _positive(text: str) -> int:
 EXAMPLES = """examples:
   %(prog)s outputs/digits/2026-11-21_10-00-00_4242            check a finished run against its summary.json
   %(prog)s outputs/digits/2026-11-21_10-00-00_4242 --decode   ... and decode every image
-  %(prog)s s3://bucket/records/imagenet_val                   a run in object storage (prep[cloud])"""
+  %(prog)s s3://bucket/records/imagenet_val                   a run in object storage (prep-records[cloud])"""
 
 
 def _about() -> str:
