@@ -121,11 +121,101 @@ def load_summary(run_dir: str) -> dict:
     return summaries.load(run_dir)
 
 
+# ------------------------------------------------------------------------------------------ record frames
+
+_HEADER = {"tfrecord": 12, "ofrecord": 8}  # bytes before a record's payload: length (+ its CRC)
+_FOOTER = {"tfrecord": 4, "ofrecord": 0}  # bytes after it: the payload's CRC
+
+
+def _open_shard(path: str, run_dir: str | None):
+    """A shard for reading: a file of the run folder run_dir, never through a link (prep.load.open_in_run), or
+    the file the user named; InputError naming it otherwise."""
+    try:
+        return open_in_run(run_dir, run_relative(run_dir, path)) if run_dir is not None else storage.open_read(path)
+    except OSError as err:
+        raise InputError(f"{path}: {read_problem(err)}") from None
+
+
+def frame_offsets(path: str, fmt: str, size: int | None = None, *, run_dir: str | None = None):
+    """Where each record of an uncompressed TFRecord or OFRecord shard starts, and the file's end (n + 1
+    int64s): one scan of the length fields (TFRecord's checked by their CRC), no payload read. run_dir: path
+    is a file of that run folder (never read through a link)."""
+    import numpy as np  # only here: reading records in order imports no numpy
+
+    header = _HEADER[fmt]
+    extra = header + _FOOTER[fmt]
+    starts: list[int] = []
+    with _open_shard(path, run_dir) as f:
+        end = _size(f)
+        if size is not None and end != size:
+            raise InputError(f"{path}: is {end} bytes, summary.json says {size}; check the run with prep-verify")
+        offset = 0
+        while offset < end:
+            try:
+                head = _pread(f, header, offset)
+            except OSError as err:
+                _damaged(path, len(starts), offset, f"cannot read: {err.strerror or err}")
+            if len(head) < header:
+                _damaged(path, len(starts), offset, "truncated length header")
+            if fmt == "tfrecord":
+                (length,) = struct.unpack("<Q", head[:8])
+                if struct.unpack("<I", head[8:])[0] != tfrecord.masked_crc(head[:8]):
+                    _damaged(path, len(starts), offset, "length CRC mismatch")
+            else:
+                (length,) = struct.unpack("<q", head)
+                if length < 0:
+                    _damaged(path, len(starts), offset, f"negative length {length}")
+            starts.append(offset)
+            offset += extra + length
+        if offset != end:
+            _damaged(path, len(starts) - 1, starts[-1] if starts else 0, f"runs past the end of the file ({offset} > {end} bytes)")
+    starts.append(end)
+    return np.array(starts, dtype=np.int64)
+
+
+def _damaged(path: str, index: int, offset: int, problem: str):
+    raise InputError(f"{path}: record {index} at byte {offset}: {problem}; check the run with prep-verify")
+
+
+def _size(f) -> int:
+    if hasattr(f, "fileno"):
+        try:
+            return os.fstat(f.fileno()).st_size
+        except (OSError, ValueError):  # an fsspec file may have no descriptor
+            pass
+    return f.size
+
+
+def _pread(f, size: int, offset: int) -> bytes:
+    """`size` bytes at `offset`: one os.pread on a local file (no shared position, so safe across threads),
+    a seek and read on a remote one."""
+    try:
+        fd = f.fileno()
+    except (AttributeError, OSError, ValueError):  # an fsspec file has no descriptor
+        f.seek(offset)
+        return f.read(size)
+    return os.pread(fd, size, offset)
+
+
 def shard_paths(run_dir: str, split: str | None, summary: dict | None = None) -> list[str]:
     summary = summary or load_summary(run_dir)
     if split is not None and split not in summary["splits"]:
         raise ConfigError(f"{run_dir}: no split {split!r}; this run has {sorted(summary['splits'])}")
-    return [storage.join(run_dir, s["path"]) for s in summary["shards"] if split is None or s["split"] == split]
+    # Libraries open these by name (TensorFlow, Grain, Ray): each is checked first to be a regular file of the run
+    # folder, reached without a link.
+    return [check_in_run(run_dir, s["path"]) for s in summary["shards"] if split is None or s["split"] == split]
+
+
+def check_frames(run_dir: str, summary: dict, split: str | None) -> None:
+    """Before TensorFlow reads a run's TFRecord shards itself: every record's frame (length, its CRC, the file's
+    size) is as the format and summary.json say, one scan of the length fields. TensorFlow's reader crashes the
+    process (SIGSEGV) on a length of 2**40 with a valid CRC; a crafted run folder gets one InputError instead.
+    Compressed shards are checked by TensorFlow's own stream reader, record by record."""
+    if summary["format"] != "tfrecord" or summary.get("compression"):
+        return
+    for shard in summary["shards"]:
+        if split is None or shard["split"] == split:
+            frame_offsets(storage.join(run_dir, shard["path"]), "tfrecord", shard["bytes"], run_dir=run_dir)
 
 
 def _key(summary: dict, field: str) -> str | None:
@@ -321,8 +411,9 @@ def tf_dataset(run_dir: str, split: str = "train", *, decode: bool = True, chann
 
     # TensorFlow opens files itself: each one is checked first to be a regular file of the run folder, reached
     # without a link (a FIFO would block it; a link would read a file outside the run)
-    files = [check_in_run(run_dir, run_relative(run_dir, path)) for path in shard_paths(run_dir, split, summary)]
+    files = shard_paths(run_dir, split, summary)
     compression = {"gzip": "GZIP", "zlib": "ZLIB"}.get(summary.get("compression") or "", "")
+    check_frames(run_dir, summary, split)
     if storage.is_url(run_dir):
         # TensorFlow no longer reads s3:// itself: stream the records through fsspec instead.
         dataset = tf.data.Dataset.from_generator(

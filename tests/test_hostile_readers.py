@@ -579,3 +579,79 @@ def test_a_split_balance_of_many_classes_with_huge_numbers_renders(tmp_path):
         str(tmp_path), report.Thumbnails(),
     )
     assert "furthest from their targets" in page.balance()
+
+
+# --- the second hostile pass ---------------------------------------------------------------------------------
+
+
+def _crafted_length(run: Path, shard: str) -> None:
+    """A TFRecord frame claiming 2**40 bytes with a valid length CRC appended to a shard, summary.json updated to
+    match (as a crafted folder would be)."""
+    import hashlib
+
+    import google_crc32c
+
+    length = struct.pack("<Q", 1 << 40)
+    crc = google_crc32c.value(length)
+    path = run / shard
+    path.write_bytes(path.read_bytes() + length + struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF) + b"x" * 100)
+    summary = json.loads((run / "summary.json").read_text())
+    for entry in summary["shards"]:
+        if entry["path"] == shard:
+            entry["bytes"] = path.stat().st_size
+            entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (run / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.mark.slow
+def test_a_crafted_frame_is_one_line_before_tensorflow_reads_it(tmp_path):
+    """tf.data's reader ends the process (SIGSEGV) on a frame of 2**40 bytes: tf_dataset and prep-readbench check
+    every frame first, in a subprocess so a crash would show as its exit status."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    run = tmp_path / "run"
+    convert(name="t", source=DigitsSource(), labels=EmbeddedLabels(), splitter=NoSplit("train"), encoder=ImageEncoder("png"),
+            writer=TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label"}), executor=LocalExecutor(1),
+            output_dir=str(run), limit=20, progress=False)
+    shard = json.loads((run / "summary.json").read_text())["shards"][0]["path"]
+    _crafted_length(run, shard)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    code = f"from prep.load import tf_dataset\ntry:\n    sum(1 for _ in tf_dataset({str(run)!r}, 'train'))\nexcept Exception as err:\n    print(type(err).__name__, err)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.startswith("InputError") and "runs past the end of the file" in proc.stdout, proc
+    proc = subprocess.run([sys.executable, "-m", "prep.readbench", str(run)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1 and "runs past the end of the file" in proc.stderr and "Traceback" not in proc.stderr, proc
+
+
+def test_record_dataset_bounds_an_index_by_what_it_can_read(tmp_path):
+    """num_records of 2**62 in summary.json: one line, not an OverflowError."""
+    from prep.tools.random_access import RecordDataset
+
+    run = tmp_path / "run"
+    convert(name="t", source=DigitsSource(), labels=EmbeddedLabels(), splitter=NoSplit("train"), encoder=ImageEncoder("png"),
+            writer=TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label"}, dali_index=True), executor=LocalExecutor(1),
+            output_dir=str(run), limit=20, progress=False)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["shards"][0]["num_records"] = 2**62
+    (run / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(PrepError):
+        RecordDataset(str(run), "train")[0]
+
+
+def test_shard_paths_are_checked_for_libraries_that_open_them_by_name(tmp_path):
+    """prep.load.shard_paths (what Grain, TensorFlow and Ray get) refuses a shard that is a link out of the run."""
+    from prep import load
+
+    run = tmp_path / "run"
+    convert(name="t", source=DigitsSource(), labels=EmbeddedLabels(), splitter=NoSplit("train"), encoder=ImageEncoder("png"),
+            writer=TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label"}), executor=LocalExecutor(1),
+            output_dir=str(run), limit=20, progress=False)
+    shard = json.loads((run / "summary.json").read_text())["shards"][0]["path"]
+    outside = tmp_path / "outside.tfrecord"
+    (run / shard).rename(outside)
+    (run / shard).symlink_to(outside)
+    with pytest.raises(InputError, match=LINK):
+        load.shard_paths(str(run), "train")

@@ -318,3 +318,12 @@ def test_report_o_leaves_the_users_own_partial_file_alone(tmp_path):
 def test_max_skipped_is_a_whole_count_or_a_fraction_below_one(tmp_path, value):
     with pytest.raises(ConfigError, match=r"max_skipped="):
         _run(tmp_path / "out", max_skipped=value)
+
+
+def test_a_refused_run_writes_no_log_beside_another_programs_lock(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".prep-lock").write_text("another program's lock\n")
+    proc = run_prep("limit=10", f"hydra.run.dir={run_dir}", check=False)
+    assert proc.returncode == 1 and "not prep's lock file" in proc.stderr
+    assert sorted(os.listdir(run_dir)) == [".prep-lock"] and (run_dir / ".prep-lock").read_text() == "another program's lock\n"

@@ -119,4 +119,6 @@ def is_fresh(run_dir: str) -> bool:
         return False
     if not all(e.name in (LOCK, LOG) and e.is_file(follow_symlinks=False) for e in entries):
         return False
+    if any(e.name == LOCK for e in entries) and not outputs.is_prep_lock(run_dir):
+        return False  # another program's lock file (or a hard link there): not a folder prep may write its log in
     return not any(e.name == LOG for e in entries) or outputs.is_marked(run_dir)

@@ -298,6 +298,11 @@ def _write_mark(fd: int) -> None:
         os.pwrite(fd, MARK, 0)
 
 
+def is_prep_lock(output_dir: str) -> bool:
+    """Whether the folder's lock file is prep's (empty or marked, one name, a regular file)."""
+    return _lock_state(output_dir) in ("empty", "marked")
+
+
 def is_marked(output_dir: str) -> bool:
     """Whether prep marked this folder as its own (a regular lock file holding the mark)."""
     if storage.is_url(output_dir):

@@ -22,11 +22,9 @@ from prep.encoders.pixels import DEFAULT_MAX_PIXELS
 from prep.formats import arrayrecord, ofrecord, tfrecord
 from prep.formats.images import check_complete, read_header
 from prep.formats.protowire import WireError
-from prep.load import load_summary, name_in_run, open_in_run, read_in_run, read_problem, run_relative
+from prep.load import _FOOTER, _HEADER, _open_shard, _pread, _size, frame_offsets, load_summary, name_in_run, read_in_run, read_problem, run_relative
 
 FORMATS = ("tfrecord", "ofrecord", "arrayrecord")
-_HEADER = {"tfrecord": 12, "ofrecord": 8}  # bytes before a record's payload: length (+ its CRC)
-_FOOTER = {"tfrecord": 4, "ofrecord": 0}  # bytes after it: the payload's CRC
 _INHERITED: list = []  # readers a forked child got from its parent: never used, closed or destroyed there
 
 
@@ -50,52 +48,10 @@ def check_format(run_dir: str, summary: dict, split: str | None, what: str) -> N
         )
 
 
-def _open_shard(path: str, run_dir: str | None):
-    """A shard for reading: a file of the run folder run_dir, never through a link (prep.load.open_in_run), or
-    the file the user named; InputError naming it otherwise."""
-    try:
-        return open_in_run(run_dir, run_relative(run_dir, path)) if run_dir is not None else storage.open_read(path)
-    except OSError as err:
-        raise InputError(f"{path}: {read_problem(err)}") from None
 
 
-def frame_offsets(path: str, fmt: str, size: int | None = None, *, run_dir: str | None = None) -> np.ndarray:
-    """Where each record of an uncompressed TFRecord or OFRecord shard starts, and the file's end (n + 1
-    int64s): one scan of the length fields (TFRecord's checked by their CRC), no payload read. run_dir: path
-    is a file of that run folder (never read through a link)."""
-    header = _HEADER[fmt]
-    extra = header + _FOOTER[fmt]
-    starts: list[int] = []
-    with _open_shard(path, run_dir) as f:
-        end = _size(f)
-        if size is not None and end != size:
-            raise InputError(f"{path}: is {end} bytes, summary.json says {size}; check the run with prep-verify")
-        offset = 0
-        while offset < end:
-            try:
-                head = _pread(f, header, offset)
-            except OSError as err:
-                _damaged(path, len(starts), offset, f"cannot read: {err.strerror or err}")
-            if len(head) < header:
-                _damaged(path, len(starts), offset, "truncated length header")
-            if fmt == "tfrecord":
-                (length,) = struct.unpack("<Q", head[:8])
-                if struct.unpack("<I", head[8:])[0] != tfrecord.masked_crc(head[:8]):
-                    _damaged(path, len(starts), offset, "length CRC mismatch")
-            else:
-                (length,) = struct.unpack("<q", head)
-                if length < 0:
-                    _damaged(path, len(starts), offset, f"negative length {length}")
-            starts.append(offset)
-            offset += extra + length
-        if offset != end:
-            _damaged(path, len(starts) - 1, starts[-1] if starts else 0, f"runs past the end of the file ({offset} > {end} bytes)")
-    starts.append(end)
-    return np.array(starts, dtype=np.int64)
 
 
-def _damaged(path: str, index: int, offset: int, problem: str):
-    raise InputError(f"{path}: record {index} at byte {offset}: {problem}; check the run with prep-verify")
 
 
 INDEX_LINE = 42  # the longest line of a DALI index: two int64s in decimal, a space and a newline
@@ -107,7 +63,7 @@ def read_index(path: str, shard_bytes: int, num_records: int, *, run_dir: str | 
 
     shard_bytes must be the shard file's real size (checked by the caller), so no offset or size read here
     points past the file. run_dir: path is a file of that run folder (never read through a link)."""
-    limit = max(1, num_records) * INDEX_LINE
+    limit = min(max(1, num_records) * INDEX_LINE, storage.MAX_READ_BYTES)  # num_records is summary.json's word
     try:
         data = read_in_run(run_dir, run_relative(run_dir, path), limit) if run_dir is not None else storage.read_bytes(path, limit)
     except OSError as err:
@@ -127,24 +83,8 @@ def read_index(path: str, shard_bytes: int, num_records: int, *, run_dir: str | 
     return offsets
 
 
-def _size(f) -> int:
-    if hasattr(f, "fileno"):
-        try:
-            return os.fstat(f.fileno()).st_size
-        except (OSError, ValueError):  # an fsspec file may have no descriptor
-            pass
-    return f.size
 
 
-def _pread(f, size: int, offset: int) -> bytes:
-    """`size` bytes at `offset`: one os.pread on a local file (no shared position, so safe across threads),
-    a seek and read on a remote one."""
-    try:
-        fd = f.fileno()
-    except (AttributeError, OSError, ValueError):  # an fsspec file has no descriptor
-        f.seek(offset)
-        return f.read(size)
-    return os.pread(fd, size, offset)
 
 
 class RecordDataset:

@@ -25,7 +25,7 @@ def measure(run_dir: str, *, parse: bool = False, decode: bool = False, repeat: 
     except ImportError as err:
         raise PrepError(f"readbench reads with tf.data, and TensorFlow is not installed ({err}): pip install 'prep-records[tf]'") from None
 
-    from prep.load import check_in_run, load_summary, tf_dataset
+    from prep.load import check_frames, check_in_run, load_summary, tf_dataset
 
     summary = load_summary(run_dir)
     if summary["format"] != "tfrecord":
@@ -34,6 +34,7 @@ def measure(run_dir: str, *, parse: bool = False, decode: bool = False, repeat: 
     compression = {"gzip": "GZIP", "zlib": "ZLIB"}.get(summary.get("compression") or "", "")
     # TensorFlow opens the files by name: each is checked first to be a regular file of the run, not a link
     files = [check_in_run(run_dir, s["path"]) for s in summary["shards"]]
+    check_frames(run_dir, summary, None)  # TensorFlow's reader crashes on a crafted frame: each is checked first
 
     def dataset():
         if parse or decode:
