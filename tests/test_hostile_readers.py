@@ -655,3 +655,25 @@ def test_shard_paths_are_checked_for_libraries_that_open_them_by_name(tmp_path):
     (run / shard).symlink_to(outside)
     with pytest.raises(InputError, match=LINK):
         load.shard_paths(str(run), "train")
+
+
+def test_a_summary_with_more_splits_than_a_run_has_is_refused_by_every_tool(tmp_path):
+    """100,000 splits (or a 50 MB dataset name) made prep-report run out of memory: such a summary is not a
+    run's, and every tool says so in one line."""
+    run = tmp_path / "run"
+    convert(name="t", source=DigitsSource(), labels=EmbeddedLabels(), splitter=NoSplit("train"), encoder=ImageEncoder("png"),
+            writer=TFRecordWriter(shard_size=10, features={"image": "encoded", "label": "label"}), executor=LocalExecutor(1),
+            output_dir=str(run), limit=20, progress=False)
+    honest = json.loads((run / "summary.json").read_text())
+    for edit in ("splits", "dataset"):
+        summary = json.loads(json.dumps(honest))
+        if edit == "splits":
+            summary["splits"].update({f"s{i}": {"num_records": 0, "num_shards": 0, "classes": {}} for i in range(1000)})
+        else:
+            summary["dataset"] = "x" * 100_000
+        (run / "summary.json").write_text(json.dumps(summary))
+        for tool in (report.main, inspect.main, verify.main):
+            code, out, err = call(tool, run)
+            assert code == 1 and err.count("\n") <= 1 and "Traceback" not in err, (tool, err)
+        with pytest.raises(InputError):
+            load.load_summary(str(run))

@@ -242,6 +242,8 @@ def validate(summary, where: str = SUMMARY) -> dict:
         if key not in summary:
             c.fail(key, "missing")
     c.text(summary["dataset"], "dataset")
+    if len(summary["dataset"]) > MAX_NAME:
+        c.fail("dataset", f"a name of {len(summary['dataset']):,} characters; a dataset name is part of file names (at most {MAX_NAME})")
     c.choice(summary["format"], "format", KINDS)
     c.choice(summary.get("compression"), "compression", COMPRESSIONS if summary["format"] == "tfrecord" else (None,))
     c.count(summary["num_records"], "num_records")
@@ -280,7 +282,15 @@ def _check_metadata_files(c: _Checker, files, shards: set[str]) -> None:
             c.fail(f"{key}.sha256", f"{_shown(entry['sha256'])} is not a sha256 (64 lowercase hex digits)")
 
 
+# A run has at most train, validation and test (or one split of its own name): a summary listing more is not a
+# run's, and the tools that draw every split (report.html) must not be made to draw 100,000.
+MAX_SPLITS = 16
+MAX_NAME = 255  # the dataset name is part of shard file names, whose parts file systems cap at 255 bytes
+
+
 def _check_splits(c: _Checker, splits) -> None:
+    if isinstance(splits, dict) and len(splits) > MAX_SPLITS:
+        c.fail("splits", f"{len(splits):,} splits; a run has at most train, validation and test")
     for name, split in c.obj(splits, "splits").items():
         key = f"splits.{name}"
         c.obj(split, key)

@@ -130,7 +130,7 @@ class RecordWriter:
             return _even(num_items, self.num_shards)
         if self.shard_fill == "even":
             count = -(-num_items // self.shard_size)
-            if self.shard_size == 2 and num_items % 2:  # 2 + 2 + 1 would leave one: 2 + 3 instead
+            if self.shard_size == 2 and num_items % 2 and count > 1:  # 2 + 2 + 1 would leave one: 2 + 3 instead (1 stays 1)
                 count -= 1
             return _even(num_items, count)
         sizes = [min(self.shard_size, num_items - start) for start in range(0, num_items, self.shard_size)]
