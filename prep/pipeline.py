@@ -63,8 +63,8 @@ def run_flow(stages: Stages, run: Settings) -> dict:
         if run.on_claim is not None:
             run.on_claim()
         manifest = outputs.Manifest(run.output_dir, run.fingerprint)
-        results = write_shards(stages, run, listing, plan, recorded, manifest)
-        return finish_run(stages, run, listing, plan, results, time.perf_counter() - started, manifest)
+        results, kept = write_shards(stages, run, listing, plan, recorded, manifest)
+        return finish_run(stages, run, listing, plan, results, kept, time.perf_counter() - started, manifest)
 
 
 def list_images(stages: Stages, run: Settings) -> Listing:

@@ -327,3 +327,32 @@ def test_a_refused_run_writes_no_log_beside_another_programs_lock(tmp_path):
     proc = run_prep("limit=10", f"hydra.run.dir={run_dir}", check=False)
     assert proc.returncode == 1 and "not prep's lock file" in proc.stderr
     assert sorted(os.listdir(run_dir)) == [".prep-lock"] and (run_dir / ".prep-lock").read_text() == "another program's lock\n"
+
+
+@pytest.mark.parametrize("edit", ["class_counts", "formats", "num_records"])
+def test_resume_reads_back_the_shards_it_keeps(tmp_path, edit):
+    """A finished shard's record in the manifest edited between the Ctrl-C and resume=true: the kept shard is read
+    back, so the run stops before summary.json instead of publishing numbers the shard does not hold."""
+    from prep.core.errors import WriteError
+
+    out = tmp_path / "out"
+    features = {**FEATURES, "format": "format"}
+    writer = lambda: TFRecordWriter(shard_size=10, features=features)  # noqa: E731
+    with shard_task_dies(2):
+        _run(out, writer=writer())
+    assert _run(tmp_path / "clean", writer=writer())["num_records"] == 30  # the honest resume below works likewise
+    entries = [p for p in (out / ".prep-manifest").iterdir() if p.name != "run.json"]
+    entry = json.loads(entries[0].read_text())
+    entry["result"][edit] = {"0": 10} if edit == "class_counts" else {"png": 9, "jpeg": 1} if edit == "formats" else 9
+    entries[0].write_text(json.dumps(entry, sort_keys=True))
+    with pytest.raises(WriteError, match=r"resume=true: the finished shard .* is not what the run recorded"):
+        _run(out, writer=writer(), resume=True)
+    assert not (out / "summary.json").exists()
+
+
+def test_an_honest_resume_keeps_its_shards_and_matches_a_clean_run(tmp_path):
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    with shard_task_dies(2):
+        _run(out)
+    resumed = _run(out, resume=True)
+    assert [s["sha256"] for s in resumed["shards"]] == [s["sha256"] for s in _run(clean)["shards"]]

@@ -21,8 +21,8 @@ from prep.runfiles.names import LABELS_CSV, REPORT, SUMMARY
 log = logging.getLogger(__name__)
 
 
-def finish_run(stages: Stages, run: Settings, listing: Listing, plan: RunPlan, results: list[ShardResult], seconds: float,
-               manifest: outputs.Manifest) -> dict:
+def finish_run(stages: Stages, run: Settings, listing: Listing, plan: RunPlan, results: list[ShardResult], kept: set[str],
+               seconds: float, manifest: outputs.Manifest) -> dict:
     writer, output_dir = stages.writer, run.output_dir
     summary = summaries.build(
         name=run.name,
@@ -34,6 +34,7 @@ def finish_run(stages: Stages, run: Settings, listing: Listing, plan: RunPlan, r
         skipped=plan.skipped,
         run_info={**plan.run_info, "split_notes": list(stages.splitter.notes), "encoder": stages.encoder.describe()},
     )
+    _check_kept(output_dir, summary, [r for r in results if r.path in kept])
     summary["metadata_files"] = _write_metadata(output_dir, writer, summary, listing, plan.metadata_paths)
     if run.verify:
         from prep.tools.verify import verify_run
@@ -57,6 +58,28 @@ def finish_run(stages: Stages, run: Settings, listing: Listing, plan: RunPlan, r
         summary["records_per_second"], total_bytes / seconds / 1e6 if seconds > 0 else 0.0,
     )
     return summary
+
+
+def _check_kept(output_dir: str, summary: dict, kept: list[ShardResult]) -> None:
+    """Shards a resumed run kept are taken from the manifest's records of them; what summary.json will say of
+    each is read back from the shard first (records, bytes, sha256, labels, formats), so a record edited (or
+    damaged) since cannot make a summary that differs from the shards."""
+    if not kept:
+        return
+    from prep.tools.verify import RecordRules, check_shard
+
+    rules = RecordRules(summary)
+    entries = {shard["path"]: shard for shard in summary["shards"]}
+    for result in kept:
+        check = check_shard(output_dir, entries[result.path], summary, rules=rules)
+        problem = check.problem
+        if problem is None and rules.label_key is not None and dict(check.labels) != result.class_counts:
+            problem = "its records' labels differ from the run's record of them"
+        if problem is None and rules.format_key is not None and dict(check.formats) != result.formats:
+            problem = "its records' image formats differ from the run's record of them"
+        if problem:
+            raise WriteError(f"resume=true: the finished shard {result.path} is not what the run recorded ({problem}); start again with overwrite=true")
+    log.info("resume: %d kept shard(s) read back and as recorded", len(kept))
 
 
 def _write_report(output_dir: str, summary: dict, stages: Stages) -> None:

@@ -105,9 +105,11 @@ def write_shard(job: Job, plan: ShardPlan) -> ShardResult:
     return stats.result(plan.path, plan.split, sink.num_records, size, sha256, skipped, extra)
 
 
-def write_shards(stages: Stages, run: Settings, listing: Listing, plan: RunPlan, recorded: dict, manifest: outputs.Manifest) -> list[ShardResult]:
-    """Every planned shard, in plan order: those an interrupted run finished (and whose inputs are unchanged)
-    kept, the rest written by the executor. On an error or Ctrl-C the workers are stopped first, then what
+def write_shards(
+    stages: Stages, run: Settings, listing: Listing, plan: RunPlan, recorded: dict, manifest: outputs.Manifest
+) -> tuple[list[ShardResult], set[str]]:
+    """Every planned shard, in plan order, and the paths of those kept: the ones an interrupted run finished (and
+    whose inputs are unchanged) kept, the rest written by the executor. On an error or Ctrl-C the workers are stopped first, then what
     they left half-written is removed; the finished shards stay for resume=true."""
     source, output_dir = stages.source, run.output_dir
     results: list[ShardResult] = []
@@ -135,8 +137,9 @@ def write_shards(stages: Stages, run: Settings, listing: Listing, plan: RunPlan,
     job = Job(source, stages.encoder, stages.writer, output_dir, listing.class_names, run.on_error, threads)
     results += _run_tasks(stages.executor, job, todo, so_far, plan.limit_skipped, run)
     order = {shard.path: i for i, shard in enumerate(plan.shards)}
+    kept = {r.path for r in results} - {shard.path for shard in todo}
     results.sort(key=lambda r: order[r.path])
-    return results
+    return results, kept
 
 
 def _run_tasks(executor, job: Job, todo: list[ShardPlan], so_far: list[Skip], limit_skipped, run: Settings) -> list[ShardResult]:
