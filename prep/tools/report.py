@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from prep import encoders
 from prep.core import storage
 from prep.core.errors import EncodeError, PrepError
+from prep.tools.verify import positive_int
 from prep.load import load_summary, open_fd_in_run, read_in_run, read_problem
 from prep.runfiles.names import HYDRA, LOCK, REPORT, SUMMARY
 
@@ -840,16 +841,6 @@ def _about() -> str:
     return about[0].upper() + about[1:]
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 1")
-    return value
-
-
 def main(argv: list[str] | None = None, prog: str = "python -m prep.report") -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description=f"{EXAMPLES}\n\n{_about()}", formatter_class=argparse.RawDescriptionHelpFormatter
@@ -858,7 +849,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.report") -> 
     parser.add_argument("-o", "--output", metavar="HTML", help=f"write the page here instead of RUN_DIR/{REPORT}")
     parser.add_argument("--images", metavar="DIR", help="the run's source image folder: thumbnails of skipped and duplicate "
                         "images are read from it (only files inside it); without it they are placeholders")
-    parser.add_argument("--max-pixels", type=_positive, metavar="N", help="decode images of at most N pixels (default: the "
+    parser.add_argument("--max-pixels", type=positive_int, metavar="N", help="decode images of at most N pixels (default: the "
                         f"run's max_pixels, at most {encoders.DEFAULT_MAX_PIXELS:,})")
     args = parser.parse_args(argv)
     try:

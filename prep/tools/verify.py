@@ -476,7 +476,8 @@ def wids_problem(path: str, data: bytes, summary: dict) -> str | None:
     return None
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type of a count option (--max-pixels): a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -504,7 +505,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m prep.verify") -> 
     )
     parser.add_argument("output_dir", help="a finished run's output directory (with summary.json)")
     parser.add_argument("--decode", action="store_true", help="also decode every image")
-    parser.add_argument("--max-pixels", type=_positive, default=encoders.DEFAULT_MAX_PIXELS,
+    parser.add_argument("--max-pixels", type=positive_int, default=encoders.DEFAULT_MAX_PIXELS,
                         help=f"with --decode: a larger image fails unread (default {encoders.DEFAULT_MAX_PIXELS:,}, as prep's)")
     args = parser.parse_args(argv)
     try:
